@@ -303,3 +303,64 @@ def make_dataset(
             pts.append(generate_shape(fam, num_points, rng=rng))
             labels.append(i)
     return np.stack(pts), np.asarray(labels, dtype=np.int64), names
+
+
+CLOUD_FORMATS = (".ply", ".npy", ".xyz", ".csv", ".npz", ".txt")
+"""File types :func:`write_folder` cycles through (all point-cloud formats load_points reads)."""
+
+
+def write_folder(
+    root: "str | os.PathLike[str]",
+    num_per_family: int,
+    num_points: int = 1024,
+    *,
+    families: Optional[Sequence[str]] = None,
+    formats: Sequence[str] = CLOUD_FORMATS,
+    split: Optional[Tuple[str, ...]] = None,
+    test_per_family: int = 0,
+    seed: int = 0,
+) -> List[str]:
+    """Write procedural shapes as a class-per-folder tree of point-cloud files.
+
+    Files are ``root/<family>/<family>_<i>.<ext>`` with the extension cycling through
+    ``formats`` (so a tree mixes file types, like real data); with ``test_per_family > 0``
+    the tree is ``root/train/<family>/...`` and ``root/test/<family>/...`` instead. Each file
+    is written to a temporary name and renamed. Deterministic in ``seed``.
+
+    Returns:
+        The family names (class folders), in label order.
+    """
+    import os
+    from pathlib import Path
+
+    import trimesh
+
+    names = list(families) if families is not None else list(FAMILIES)
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    groups = [("", num_per_family)] if test_per_family <= 0 else [("train", num_per_family), ("test", test_per_family)]
+    k = 0
+    for sub, count in groups:
+        for fam in names:
+            d = root / sub / fam if sub else root / fam
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pts = generate_shape(fam, num_points, rng=rng)
+                ext = formats[k % len(formats)]
+                k += 1
+                final = d / f"{fam}_{i:04d}{ext}"
+                tmp = d / f".{final.stem}.incomplete{ext}"
+                if ext == ".npy":
+                    np.save(tmp, pts)
+                elif ext == ".npz":
+                    np.savez(tmp, points=pts)
+                elif ext == ".ply":
+                    trimesh.PointCloud(pts).export(str(tmp), file_type="ply")
+                elif ext in (".xyz", ".txt", ".pts"):
+                    np.savetxt(tmp, pts, fmt="%.6f")
+                elif ext == ".csv":
+                    np.savetxt(tmp, pts, fmt="%.6f", delimiter=",", header="x,y,z", comments="")
+                else:
+                    raise ValueError(f"write_folder writes point clouds only; unsupported format {ext!r}")
+                os.replace(tmp, final)
+    return names
