@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 from . import errors as errors
 from .config import ClassifierConfig as ClassifierConfig
 from .config import EncoderConfig as EncoderConfig
+from .hub import download as download
 from .hub import list_models as list_models
 from .hub import load as load
 from .models import EncoderOutput as EncoderOutput
@@ -35,6 +36,7 @@ __all__ = [
     "errors",
     "list_models",
     "load",
+    "download",
     "PointEncoder",
     "PointClassifier",
     "EncoderOutput",

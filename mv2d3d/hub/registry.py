@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
 from ..config import EncoderConfig
@@ -46,8 +47,29 @@ class ZooEntry:
     def has_weights(self) -> bool:
         return bool(self.bundled or (self.repo_id and self.revision))
 
+    @property
+    def bundled_path(self) -> Optional[Path]:
+        """Folder of the bundled weights inside the installed package (None if not bundled)."""
+        return BUNDLED_WEIGHTS_DIR / self.bundled if self.bundled else None
+
+    @property
+    def card_path(self) -> Path:
+        """The entry's model card template (the generic one if the entry names none)."""
+        return CARD_TEMPLATES_DIR / (self.card or "generic.md")
+
 
 _ZOO: Dict[str, ZooEntry] = {}
+
+#: Where bundled weights live: ``mv2d3d/weights/<entry.bundled>/`` (package data). Tests point
+#: it elsewhere; loading a bundled folder goes through the same sha256 checks as a download.
+BUNDLED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+#: Model card templates (package data, so the renderer finds them after a wheel install).
+#: The repository's top-level ``model_cards/`` is a symlink to this folder: one source of truth.
+CARD_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "model_cards"
+
+#: Files every published model folder holds; every one of them is sha256-pinned for zoo entries.
+WEIGHT_FILES = ("config.json", "model.safetensors")
 
 
 def register(entry: ZooEntry) -> ZooEntry:
@@ -99,9 +121,19 @@ def is_zoo_name(name: str) -> bool:
     return name in _ZOO
 
 
+def entries_with_weights() -> List[str]:
+    """Zoo names whose weights are published (bundled or on the Hub)."""
+    return [n for n in sorted(_ZOO) if _ZOO[n].has_weights]
+
+
+def close_matches(name: str, n: int = 3) -> List[str]:
+    """Zoo names that look like ``name`` (difflib), best first."""
+    return difflib.get_close_matches(name, list(_ZOO), n=n, cutoff=0.5)
+
+
 def get_entry(name: str) -> ZooEntry:
     """The zoo entry ``name``; an unknown name raises :class:`UnknownModelError` with close matches."""
     try:
         return _ZOO[name]
     except KeyError:
-        raise UnknownModelError(name, difflib.get_close_matches(name, list(_ZOO), n=3, cutoff=0.5)) from None
+        raise UnknownModelError(name, close_matches(name)) from None
