@@ -151,7 +151,7 @@ def card_notes(conv: ConvertedCheckpoint, file_name: str, sha256: str, meta: Map
     """Markdown for the model card: provenance, what was kept/dropped, compatibility settings."""
     title = SOURCE_TITLES[conv.source]
     lines = [
-        f"## Converted from {title}",
+        f"### Converted from {title}",
         "",
         f"Imported with `mv2d3d convert --from {conv.source}` from the {conv.title} checkpoint "
         f"`{file_name}` (sha256 `{sha256}`), trained with the reference code at {SOURCE_URLS[conv.source]}.",
@@ -162,12 +162,12 @@ def card_notes(conv: ConvertedCheckpoint, file_name: str, sha256: str, meta: Map
         if mkey in meta:
             vals = ", ".join(f"{k} = {v:.4g}" for k, v in meta[mkey].items())
             lines.append(f"Reference {mkey.replace('_', ' ')} stored in the checkpoint (not re-measured): {vals}.")
-    lines += ["", "### Settings", ""]
+    lines += ["", "#### Settings", ""]
     lines += [f"- `{k}`: {v}" for k, v in conv.settings.items()]
-    lines += ["", "### Compatibility with the reference code", ""]
+    lines += ["", "#### Compatibility with the reference code", ""]
     lines += [f"- {n}" for n in conv.notes]
     if conv.dropped:
-        lines += ["", "### Not imported", ""]
+        lines += ["", "#### Not imported", ""]
         lines += [f"- {reason}: {len(keys)} tensor(s)" for reason, keys in conv.dropped.items()]
     return "\n".join(lines) + "\n"
 
@@ -235,7 +235,19 @@ def convert(
     model = build_model(conv)
     _smoke_test(model, conv)
     notes = card_notes(conv, src.name, _sha256(src), meta)
-    path = model.save_pretrained(out, notes=notes)
+    command = f"mv2d3d convert --from {conv.source} {src.name} --out {out.name}" + "".join(
+        f" --{flag} {val}"
+        for flag, val in (("num-heads", num_heads), ("num-groups", num_groups), ("group-size", group_size), ("num-points", num_points))
+        if val is not None
+    ) + (" --normalize" if normalize else "") + (" --encoder-only" if encoder_only else "")
+    path = model.save_pretrained(
+        out,
+        notes=notes,
+        command=command,
+        # the three reference repositories publish code and weights under the MIT license
+        license="mit",
+        tags=[conv.source, "converted", "point-mae-family"],
+    )
     kept = len(conv.state_dict)
     dropped = sum(len(v) for v in conv.dropped.values())
     logger.info("%s -> %s: %d tensor(s) imported, %d dropped (%s)", src.name, path, kept, dropped, "; ".join(conv.dropped) or "none")
