@@ -49,8 +49,10 @@ def read_checkpoint(path: PathLike) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         msg = str(e)
-        if "Weights only load failed" in msg or "Unsupported global" in msg or "Unsupported class" in msg:
-            detail = next((line.strip() for line in msg.splitlines() if "Unsupported" in line), "")
+        # weights_only refuses classes/functions by name ("GLOBAL module.name"); other
+        # failures (bad opcodes, truncated zip, text) mean the file is no checkpoint at all.
+        if "Weights only load failed" in msg and "GLOBAL" in msg.upper():
+            detail = next((line.strip() for line in msg.splitlines() if "GLOBAL" in line.upper()), "")
             raise CheckpointConversionError(
                 f"Refused {str(path)!r}: it contains pickled objects other than tensors and plain containers "
                 f"({detail or type(e).__name__}), and loading those could run arbitrary code, so mv2d3d never does. "
@@ -58,9 +60,16 @@ def read_checkpoint(path: PathLike) -> Any:
                 "torch.save({'base_model': ckpt['base_model']}, 'clean.pth'), and convert that."
             ) from e
         raise CheckpointConversionError(
-            f"{str(path)!r} is not a readable PyTorch checkpoint ({type(e).__name__}: {msg.splitlines()[0][:200] if msg else ''}). "
+            f"{str(path)!r} is not a readable PyTorch checkpoint ({type(e).__name__}: {_first_line(msg)}). "
             "Check that the download is complete and that this is the .pth file."
         ) from e
+
+
+def _first_line(msg: str) -> str:
+    # torch's weights_only message starts with generic advice; keep its specific last detail
+    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
+    specific = [ln for ln in lines if "WeightsUnpickler" not in ln and "weights_only" not in ln and "torch.load" not in ln]
+    return (specific[-1] if specific else (lines[0] if lines else ""))[:200]
 
 
 def unwrap_checkpoint(obj: Any, *, what: str = "checkpoint") -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
