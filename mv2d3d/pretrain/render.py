@@ -1,0 +1,136 @@
+"""Multi-view depth rendering of point clouds, batched over clouds and views.
+
+Every cloud is centred on its centroid and scaled into the unit sphere, rotated into each
+view, projected orthographically (with a margin) onto an H x W grid, and z-buffered with a
+single ``scatter_reduce(amin)`` over all clouds, views and points at once: the nearest point
+wins. Sparse clouds leave holes; a few min-pool passes fill empty pixels from their
+neighbours so silhouettes come out solid.
+
+Depth convention: the image holds *closeness*: 1.0 at the nearest possible depth, falling
+linearly to 0.2 at the farthest; background pixels are 0.
+
+Shapes:
+    B: clouds, N: points per cloud, V: views, H = W: resolution.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+DEFAULT_VIEWS: Tuple[Tuple[float, float], ...] = (
+    (0.0, 20.0), (60.0, 20.0), (120.0, 20.0), (180.0, 20.0), (240.0, 20.0), (300.0, 20.0)
+)
+"""Six views around the up axis (+Y), 20 degrees above the horizon."""
+
+_NEAR, _FAR = 1.0, 0.2  # image value of the nearest / farthest possible depth
+
+
+def view_rotations(views: Sequence[Tuple[float, float]], *, device=None) -> torch.Tensor:
+    """World-to-camera rotations for ``(azimuth, elevation)`` views in degrees.
+
+    The camera looks down its -z axis from +z, with +y up in the image; azimuth turns about
+    the world's +Y, elevation tilts the camera above the horizon.
+
+    Shapes:
+        -> [V, 3, 3]
+    """
+    mats = []
+    for az, el in views:
+        a, e = math.radians(az), math.radians(el)
+        ry = torch.tensor([[math.cos(a), 0.0, -math.sin(a)], [0.0, 1.0, 0.0], [math.sin(a), 0.0, math.cos(a)]])
+        rx = torch.tensor([[1.0, 0.0, 0.0], [0.0, math.cos(e), -math.sin(e)], [0.0, math.sin(e), math.cos(e)]])
+        mats.append(rx @ ry)
+    return torch.stack(mats).to(device=device, dtype=torch.float32)
+
+
+def render_depth(
+    points: torch.Tensor,
+    views: Sequence[Tuple[float, float]] = DEFAULT_VIEWS,
+    resolution: int = 224,
+    *,
+    margin: float = 0.1,
+    fill_iters: int = 2,
+) -> torch.Tensor:
+    """Render every cloud from every view into a closeness image (see module docstring).
+
+    Args:
+        points: clouds (any scale and position: each is normalised into the unit sphere).
+        views: ``(azimuth, elevation)`` pairs in degrees.
+        resolution: image side H = W.
+        margin: empty border as a fraction of the unit radius.
+        fill_iters: gap-filling passes; each fills empty pixels with the nearest depth of
+            their 3x3 neighbourhood (0 turns it off).
+
+    Shapes:
+        points: [B, N, 3] -> images [B, V, H, W] float32 in [0, 1]
+    """
+    B, N, _ = points.shape
+    p = points.float()
+    p = p - p.mean(dim=1, keepdim=True)
+    p = p / p.norm(dim=-1).amax(dim=1).clamp_min(1e-9).view(B, 1, 1)
+    R = view_rotations(views, device=p.device)  # [V, 3, 3]
+    V, H = R.shape[0], resolution
+    cam = torch.einsum("vij,bnj->bvni", R, p)  # [B, V, N, 3]
+    scale = 1.0 / (1.0 + margin)
+    u = ((cam[..., 0] * scale + 1.0) * 0.5 * H).long().clamp_(0, H - 1)
+    # image rows run top to bottom, camera +y is up
+    v = ((1.0 - (cam[..., 1] * scale + 1.0) * 0.5) * H).long().clamp_(0, H - 1)
+    depth = (1.0 - cam[..., 2]) * 0.5  # 0 nearest .. 1 farthest (camera at +z)
+    base = torch.arange(B * V, device=p.device).view(B, V, 1) * (H * H)
+    flat = (base + v * H + u).reshape(-1)
+    zbuf = torch.full((B * V * H * H,), float("inf"), device=p.device)
+    zbuf.scatter_reduce_(0, flat, depth.reshape(-1), reduce="amin", include_self=True)
+    zbuf = zbuf.view(B * V, 1, H, H)
+    for _ in range(fill_iters):
+        # min-pool (as -maxpool(-z)); only empty pixels take the value, drawn points keep theirs
+        pooled = -F.max_pool2d(-zbuf, 3, stride=1, padding=1)
+        zbuf = torch.where(torch.isinf(zbuf), pooled, zbuf)
+    img = torch.where(torch.isinf(zbuf), torch.zeros_like(zbuf), _NEAR - (_NEAR - _FAR) * zbuf.clamp(0, 1))
+    return img.view(B, V, H, H)
+
+
+def to_teacher_input(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Depth images as the 3-channel, normalised input a 2D teacher expects.
+
+    Shapes:
+        images: [B, V, H, W] -> [B * V, 3, H, W]
+    """
+    B, V, H, W = images.shape
+    x = images.reshape(B * V, 1, H, W).expand(-1, 3, -1, -1)
+    m = torch.tensor(mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+def save_view_grid(images: torch.Tensor, path: Union[str, Path]) -> Path:
+    """Write depth images as one PNG grid: a row per cloud, a column per view.
+
+    Written to a temporary file and renamed, so a partial PNG never appears.
+
+    Shapes:
+        images: [B, V, H, W] (or [V, H, W]) values in [0, 1]
+    """
+    import numpy as np
+    from PIL import Image
+
+    if images.dim() == 3:
+        images = images.unsqueeze(0)
+    B, V, H, W = images.shape
+    pad = 2
+    grid = np.ones((B * (H + pad) + pad, V * (W + pad) + pad), dtype=np.uint8) * 255
+    arr = (images.detach().float().clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)
+    for b in range(B):
+        for v in range(V):
+            y, x = pad + b * (H + pad), pad + v * (W + pad)
+            grid[y : y + H, x : x + W] = arr[b, v]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".incomplete.png")
+    Image.fromarray(grid).save(tmp)
+    tmp.replace(path)
+    return path
