@@ -383,6 +383,36 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, data, headers, content_type="application/octet-stream")
 
 
+class _Server(ThreadingHTTPServer):
+    """Tracks open connections so that ``stop()`` really cuts the client off: the client keeps
+    HTTP/1.1 connections alive, and a closed listening socket alone would leave them served."""
+
+    daemon_threads = True
+
+    def __init__(self, *a, **kw):
+        self.open_sockets: set = set()
+        super().__init__(*a, **kw)
+
+    def process_request(self, request, client_address):
+        self.open_sockets.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        self.open_sockets.discard(request)
+        super().shutdown_request(request)
+
+    def cut_connections(self) -> None:
+        import socket
+
+        for sock in list(self.open_sockets):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        self.open_sockets.clear()
+
+
 class HubServer:
     """The server in a background thread. ``url`` is its endpoint (``http://127.0.0.1:PORT``).
 
@@ -392,8 +422,7 @@ class HubServer:
     """
 
     def __init__(self, lfs: bool = True, token: Optional[str] = None, port: int = 0):
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server(("127.0.0.1", port), _Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.state = HubState(self.url, lfs=lfs, token=token)
         self.httpd.state = self.state  # type: ignore[attr-defined]
@@ -405,10 +434,13 @@ class HubServer:
         return self
 
     def stop(self) -> None:
+        if self._thread is None:
+            return
         self.httpd.shutdown()
         self.httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self.httpd.cut_connections()
+        self._thread.join(timeout=5)
+        self._thread = None
 
     def __enter__(self) -> "HubServer":
         return self.start()

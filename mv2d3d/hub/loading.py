@@ -216,6 +216,11 @@ def build_model(
     src_is_task = hasattr(config, "encoder") and isinstance(getattr(config, "encoder"), EncoderConfig)
 
     if architecture == target:
+        if (
+            "num_classes" in kwargs and "class_names" not in kwargs
+            and kwargs["num_classes"] != getattr(config, "num_classes", None) and getattr(config, "class_names", None)
+        ):
+            kwargs["class_names"] = None  # the saved names belong to the old head
         new_cfg = _override(config, kwargs, source=source)
         if "base_model" in enc_fields and kwargs and new_cfg.base_model == config.base_model and new_cfg != config:
             # A classifier derived from this checkpoint names it as its base.
