@@ -271,3 +271,19 @@ def test_cli_convert(tmp_path):
     r = _cli("convert", "--from", "point-mae", str(bad), "--out", str(tmp_path / "bad-out"))
     assert r.returncode == 1 and "error:" in r.stderr and "not a readable PyTorch checkpoint" in r.stderr
     assert not (tmp_path / "bad-out").exists()
+
+
+def test_converted_folder_pushes_to_the_hub_and_loads_back(tmp_path, hub):
+    # the local Hub-compatible server of tests/hub_server.py (conftest `hub` fixture)
+    from mv2d3d.hub import push_folder
+
+    sd = R.finetune_state_dict(seed=4)
+    ckpt = tmp_path / "modelnet_1k.pth"
+    R.save_reference_checkpoint(sd, ckpt, data_parallel=True)
+    out = mv2d3d.convert(ckpt, tmp_path / "out", group_size=K, class_names=[f"c{i}" for i in range(40)], **OPTS)
+    push_folder(out, "user/point-mae-modelnet40")
+    clf = PointClassifier.from_pretrained("user/point-mae-modelnet40")
+    assert clf.class_names[:2] == ["c0", "c1"] and clf.config.encoder.fps_start == "pointnet2_ops"
+    pts = R.cloud(2, 300, seed=9, near_origin=5)
+    with torch.no_grad():
+        torch.testing.assert_close(clf(pts), _reference(sd, pts, "finetune")["logits"], **TOL)
