@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import numbers
 import os
 import sys
 import types
@@ -35,6 +36,21 @@ PathLike = Union[str, "os.PathLike[str]"]
 _STATE_DICT_KEYS = ("base_model", "model", "state_dict")
 
 
+def _numpy_scalar_globals() -> list:
+    # Training scripts often store metrics as numpy scalars. Rebuilding one only needs the
+    # scalar constructor (dtype + raw bytes) and dtype classes: data, no code, so these few
+    # names are allowed on top of torch's weights_only list. Nothing else is.
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy comes with torch
+        return []
+    core = getattr(np, "_core", None) or np.core
+    names = [core.multiarray.scalar, np.dtype]
+    for t in ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool"):
+        names.append(type(np.dtype(t)))
+    return names
+
+
 def read_checkpoint(path: PathLike) -> Any:
     """Load a ``.pth`` file safely (``weights_only=True``, on the CPU).
 
@@ -46,7 +62,8 @@ def read_checkpoint(path: PathLike) -> Any:
     if not path.is_file():
         raise CheckpointConversionError(f"{str(path)!r} is not a file. Give the path of the .pth checkpoint.")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         msg = str(e)
         # weights_only refuses classes/functions by name ("GLOBAL module.name"); other
@@ -115,8 +132,9 @@ def unwrap_checkpoint(obj: Any, *, what: str = "checkpoint") -> Tuple[Dict[str, 
         out[name] = v
     meta: Dict[str, Any] = {}
     if obj is not sd:
-        if isinstance(obj.get("epoch"), (int, float)) or (isinstance(obj.get("epoch"), torch.Tensor) and obj["epoch"].numel() == 1):
-            meta["epoch"] = int(obj["epoch"])
+        epoch = _scalar(obj.get("epoch"))
+        if epoch is not None:
+            meta["epoch"] = int(epoch)
         for mkey in ("metrics", "best_metrics"):
             m = obj.get(mkey)
             if isinstance(m, Mapping):
@@ -127,7 +145,7 @@ def unwrap_checkpoint(obj: Any, *, what: str = "checkpoint") -> Tuple[Dict[str, 
 
 
 def _scalar(v: Any) -> Optional[float]:
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
+    if isinstance(v, numbers.Real) and not isinstance(v, bool):  # numpy scalars included
         return float(v)
     if isinstance(v, torch.Tensor) and v.numel() == 1:
         return float(v)

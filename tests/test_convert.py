@@ -141,6 +141,10 @@ def test_settings_not_in_the_checkpoint_are_inferred_or_recorded():
     # width 96 is not a multiple of 64: heads must be given
     with pytest.raises(CheckpointConversionError, match="num-heads"):
         checkpoint_filter_fn(R.point_mae_pretrain_state_dict(C=96, depth=1))
+    # encoder only: the classifier's encoder with its class token, the head dropped
+    enc = checkpoint_filter_fn(R.finetune_state_dict(), encoder_only=True, num_heads=2)
+    assert enc.architecture == "PointEncoder" and enc.config.use_cls_token
+    assert sorted(k for ks in enc.dropped.values() for k in ks)[0].startswith("cls_head_finetune.")
     # a linear probe head (ACT's transfer_type=linear) maps onto hidden_dims=()
     lin = checkpoint_filter_fn(R.finetune_state_dict(hidden=()), source="act", num_heads=2)
     assert lin.config.hidden_dims == () and lin.source == "act"
@@ -225,6 +229,17 @@ def test_malformed_checkpoints_are_refused_and_nothing_is_written(tmp_path, kind
         mv2d3d.convert(ckpt, tmp_path / "out", group_size=K, **OPTS)
     assert _only(tmp_path) == before  # no output folder, no temporary leftovers
     assert not (tmp_path / "PWNED").exists()  # the pickle's payload never ran
+
+
+def test_numpy_scalar_metrics_are_read_without_unpickling_code(tmp_path):
+    import numpy as np
+
+    sd = R.point_mae_pretrain_state_dict()
+    ckpt = tmp_path / "ckpt.pth"
+    torch.save({"base_model": sd, "epoch": np.int64(12), "metrics": {"acc": np.float64(91.25)}}, ckpt)
+    out = mv2d3d.convert(ckpt, tmp_path / "out", **OPTS)
+    card = (Path(out) / "README.md").read_text()
+    assert "acc = 91.25" in card and "epoch: 12" in card
 
 
 def test_existing_output_folder_is_left_alone(tmp_path):
