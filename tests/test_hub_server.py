@@ -139,7 +139,7 @@ def test_corrupted_hub_file_is_caught(hub):
     push_to_hub(tiny_encoder(), "user/enc")
     data = hub.file_bytes("user/enc", "model.safetensors")
     hub.set_file_bytes("user/enc", "model.safetensors", data[: len(data) // 3])
-    with pytest.raises((WeightsIntegrityError, HubError)):
+    with pytest.raises(WeightsIntegrityError, match="truncated or corrupt"):
         mv2d3d.load("user/enc")
 
 
@@ -206,15 +206,12 @@ def _cli(args, env_extra, cwd):
     return subprocess.run([sys.executable, "-m", "mv2d3d", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
 
 
-def test_cli_push_and_refusal(hub, hf_home, tmp_path):
+def test_cli_push_subprocess(hub, hf_home, tmp_path):
+    """`python -m mv2d3d push` in a real subprocess, configured only through the environment."""
     clf = tiny_classifier(8)
     save_pretrained(clf, tmp_path / "my-clf")
     hub.state.token = "s3cret"
     env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(hf_home), "HF_HUB_DISABLE_XET": "1"}
-
-    r = _cli(["push", "my-clf", "user/cli-clf", "--message", "from the shell"], env, tmp_path)
-    assert r.returncode == 1 and "token" in r.stderr and "401" in r.stderr, r.stderr
-
     r = _cli(["push", "my-clf", "user/cli-clf", "--message", "from the shell", "--token", "s3cret", "--private"], env, tmp_path)
     assert r.returncode == 0, r.stderr
     assert "user/cli-clf" in r.stdout
@@ -222,27 +219,36 @@ def test_cli_push_and_refusal(hub, hf_home, tmp_path):
     assert repo.private and repo.resolve("main").message == "from the shell"
     card = hub.file_bytes("user/cli-clf", "README.md").decode()
     assert 'PointClassifier.from_pretrained("user/cli-clf")' in card  # snippet re-pointed at the repo
-
     back = mv2d3d.PointClassifier.from_pretrained("user/cli-clf", token="s3cret")
     assert_same_state(clf, back)
 
-    # a broken folder is refused before anything is sent
+
+def test_cli_push_refusals_and_download(hub, tmp_path, monkeypatch, capsys):
+    """The same verbs in-process (cheaper than more subprocesses): no token, broken folder, download."""
     from safetensors.torch import load_file, save_file
+
+    from mv2d3d.cli import main
+
+    save_pretrained(tiny_classifier(8), tmp_path / "my-clf")
+    hub.state.token = "s3cret"
+    assert main(["push", str(tmp_path / "my-clf"), "user/cli-clf"]) == 1
+    err = capsys.readouterr().err
+    assert "401" in err and "token" in err
 
     w = tmp_path / "my-clf" / "model.safetensors"
     t = load_file(str(w))
     t.pop("head.8.weight")
     save_file(t, str(w))
     n_before = len(hub.state.requests)
-    r = _cli(["push", "my-clf", "user/broken", "--token", "s3cret"], env, tmp_path)
-    assert r.returncode == 1 and "head.8.weight" in r.stderr, r.stderr
+    assert main(["push", str(tmp_path / "my-clf"), "user/broken", "--token", "s3cret"]) == 1
+    err = capsys.readouterr().err
+    assert "head.8.weight" in err and "missing" in err
     assert len(hub.state.requests) == n_before and "user/broken" not in hub.state.repos
 
-
-def test_cli_download_then_offline_extract_path(hub, hf_home, tmp_path):
+    hub.state.token = None
     push_to_hub(tiny_encoder(4), "user/enc")
-    env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(hf_home), "HF_HUB_DISABLE_XET": "1"}
-    r = _cli(["download", "user/enc"], env, tmp_path)
-    assert r.returncode == 0, r.stderr
-    folder = Path(r.stdout.strip().splitlines()[-1])
-    assert (folder / "model.safetensors").is_file() and str(hf_home) in str(folder)
+    assert main(["download", "user/enc"]) == 0
+    folder = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (folder / "model.safetensors").is_file()
+    set_offline(monkeypatch)
+    assert_same_state(tiny_encoder(4), mv2d3d.load("user/enc"))
