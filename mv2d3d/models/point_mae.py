@@ -472,7 +472,12 @@ def _convert_point_mae_finetune(
     tensors, depth = _map_encoder(ledger, "", with_cls=True)
     settings: Dict[str, str] = {}
     head_keys = sorted(k for k in sd if k.startswith("cls_head_finetune."))
-    num_classes, hidden = _parse_head(sd, head_keys, ledger.what)
+    try:
+        num_classes, hidden = _parse_head(sd, head_keys, ledger.what)
+    except CheckpointConversionError:
+        if not encoder_only:
+            raise
+        num_classes, hidden = 0, ()  # the head is dropped anyway; only the recipe guess needs it
     if encoder_only:
         ledger.drop("classification head (encoder_only)", head_keys)
     else:
