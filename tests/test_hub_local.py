@@ -409,6 +409,10 @@ def test_card_metadata(tmp_path):
     save_pretrained(tiny_encoder(), tmp_path / "enc")
     d2 = ModelCard.load(tmp_path / "enc" / "README.md").data.to_dict()
     assert "model-index" not in d2 and "classification" not in d2["tags"]
+    # a local base (a folder path) is named in the text, not as the Hub's base_model id
+    save_pretrained(tiny_classifier(), tmp_path / "clf2", base_model=str(tmp_path / "enc"))
+    c2 = ModelCard.load(tmp_path / "clf2" / "README.md")
+    assert "base_model" not in c2.data.to_dict() and str(tmp_path / "enc") in c2.text
     with pytest.raises(ConfigError, match="metrics"):
         save_pretrained(tiny_encoder(), tmp_path / "bad", metrics=[{"value": 1}])
     with pytest.raises(ConfigError, match="Unknown model card option"):

@@ -252,3 +252,13 @@ def test_cli_push_refusals_and_download(hub, tmp_path, monkeypatch, capsys):
     assert (folder / "model.safetensors").is_file()
     set_offline(monkeypatch)
     assert_same_state(tiny_encoder(4), mv2d3d.load("user/enc"))
+
+
+def test_create_pr_leaves_main_untouched(hub):
+    push_to_hub(tiny_encoder(1), "user/enc")
+    main_before = hub.head("user/enc")
+    url = push_to_hub(tiny_encoder(2), "user/enc", create_pr=True)
+    assert url == f"{hub.url}/user/enc/discussions/1"
+    assert hub.head("user/enc") == main_before
+    assert_same_state(tiny_encoder(2), mv2d3d.load("user/enc", revision="refs/pr/1"))
+    assert_same_state(tiny_encoder(1), mv2d3d.load("user/enc"))

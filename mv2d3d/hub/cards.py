@@ -30,6 +30,8 @@ CARD_KWARGS = (
 
 BASE_TAGS = ["mv2d3d", "point-cloud", "3d", "feature-extraction"]
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
 # The usage snippet's load call; `retarget_card` rewrites its id when a folder is pushed.
 _SNIPPET_ID = re.compile(r'(mv2d3d\.load\(|PointClassifier\.from_pretrained\(|mv2d3d\.hub\.load_model\()"([^"]+)"')
 
@@ -141,18 +143,18 @@ def render_card(
         class_names = list(cfg.class_names)
     all_tags = list(BASE_TAGS) + (["classification"] if architecture == "PointClassifier" else [])
     all_tags += [t for t in (tags or []) if t not in all_tags]
+    # The Hub wants a model id in `base_model`; a local path is named in the text only.
+    yaml_base = base_model if base_model and _HUB_ID.match(base_model) else None
     data = ModelCardData(
         library_name="mv2d3d",
         license=license,
         tags=all_tags,
         datasets=[datasets] if isinstance(datasets, str) else (list(datasets) if datasets else None),
-        base_model=base_model,
+        base_model=yaml_base,
         model_name=model_id if metrics else None,
         eval_results=_eval_results(metrics, architecture) if metrics else None,
     )
-    base_url = None
-    if base_model:
-        base_url = f"https://huggingface.co/{base_model}" if "/" in base_model and not base_model.startswith((".", "/")) else "#"
+    base_url = f"https://huggingface.co/{yaml_base}" if yaml_base else None
     values: Dict[str, Any] = dict(
         model_id=model_id,
         architecture=architecture,

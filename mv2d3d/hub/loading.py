@@ -198,10 +198,12 @@ def build_model(
     *,
     source: str,
     model_kwargs: Optional[Dict[str, Any]] = None,
+    base_model: Optional[str] = None,
 ) -> PretrainedModel:
     """Build ``model_class`` from a parsed ``config.json`` and fill it from ``state``.
 
     See the module docstring for the rules (strict, plus the logged head relaxations).
+    ``base_model`` (default: ``source``) is recorded in the config of a derived task model.
 
     Raises:
         ConfigError: the checkpoint's architecture cannot make ``model_class``; bad overrides.
@@ -211,6 +213,7 @@ def build_model(
         raise ConfigError(f"model_class must be an mv2d3d model class (PointEncoder, PointClassifier, ...), got {model_class!r}.")
     kwargs = dict(model_kwargs or {})
     _class_names(kwargs)
+    base_model = base_model or source
     target = model_class.architecture
     enc_fields = {f.name for f in dataclasses.fields(model_class.config_class)} if dataclasses.is_dataclass(model_class.config_class) else set()
     src_is_task = hasattr(config, "encoder") and isinstance(getattr(config, "encoder"), EncoderConfig)
@@ -224,7 +227,7 @@ def build_model(
         new_cfg = _override(config, kwargs, source=source)
         if "base_model" in enc_fields and kwargs and new_cfg.base_model == config.base_model and new_cfg != config:
             # A classifier derived from this checkpoint names it as its base.
-            new_cfg = dataclasses.replace(new_cfg, base_model=source)
+            new_cfg = dataclasses.replace(new_cfg, base_model=base_model)
         model = model_class(new_cfg)
         if state is not None:
             relax = src_is_task and any(
@@ -266,7 +269,7 @@ def build_model(
                 f"{source} is a {architecture} without a {target} head: pass num_classes=... (or class_names=[...]) "
                 f"to {target}.from_pretrained so that a new head of the right size is built."
             )
-        kwargs.setdefault("base_model", source)
+        kwargs.setdefault("base_model", base_model)
         try:
             new_cfg = model_class.config_class(encoder=enc_cfg, **kwargs)
         except TypeError as e:
@@ -361,7 +364,9 @@ def load_model(
             commit = files.commit
         architecture, config = load_config_file(files.config)
         state = read_safetensors(files.weights) if pretrained else None
-    model = build_model(model_class, architecture, config, state, source=src.name, model_kwargs=model_kwargs)
+    # Derived models name their base by its Hub id when there is one (what the card's base_model needs).
+    base = src.entry.repo_id if src.kind == "zoo" and src.entry.repo_id else src.name
+    model = build_model(model_class, architecture, config, state, source=src.name, model_kwargs=model_kwargs, base_model=base)
     if pretrained:
         logger.info(
             "Loaded %s %r from %s%s", type(model).__name__, src.name,
