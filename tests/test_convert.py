@@ -302,3 +302,23 @@ def test_converted_folder_pushes_to_the_hub_and_loads_back(tmp_path, hub):
     pts = R.cloud(2, 300, seed=9, near_origin=5)
     with torch.no_grad():
         torch.testing.assert_close(clf(pts), _reference(sd, pts, "finetune")["logits"], **TOL)
+
+
+@pytest.mark.slow
+def test_full_size_point_mae_pretrain_with_all_defaults(tmp_path):
+    # The shape of Point-MAE's released pretrain.pth (cfgs/pretrain.yaml: 384 x 12, 6 heads,
+    # decoder 4 blocks, 64 groups x 32 points of 1024), converted with no options at all.
+    sd = R.point_mae_pretrain_state_dict(C=384, depth=12, group_size=32, decoder_depth=4)
+    ckpt = tmp_path / "pretrain.pth"
+    R.save_reference_checkpoint(sd, ckpt, data_parallel=True)
+    out = mv2d3d.convert(ckpt, tmp_path / "point-mae-pretrain")
+    enc = mv2d3d.load(out)
+    cfg = enc.config
+    assert (cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.num_groups, cfg.group_size, cfg.num_points) == (384, 12, 6, 64, 32, 1024)
+    assert sum(v.numel() for k, v in enc.state_dict().items() if not k.endswith("num_batches_tracked")) == sum(v.numel() for k, v in sd.items() if k.startswith("MAE_encoder.") and not k.endswith("num_batches_tracked"))
+    pts = R.cloud(1, 1200, seed=4, near_origin=10)
+    ref = R.reference_forward(sd, pts, kind="point-mae-pretrain", num_heads=6, num_group=64, group_size=32, npoints=1024)
+    with torch.no_grad():
+        o = enc(pts)
+    torch.testing.assert_close(o.centers, ref["center"], **TOL)
+    torch.testing.assert_close(o.patch_features, ref["tokens"], **TOL)
