@@ -21,7 +21,7 @@ from mv2d3d.errors import (
     UnknownModelError,
     WeightsIntegrityError,
 )
-from mv2d3d.hub import load_model, registry, save_pretrained
+from mv2d3d.hub import client, load_model, registry, save_pretrained
 from mv2d3d.hub.registry import ZooEntry
 
 TINY = EncoderConfig(embed_dim=64, depth=2, num_heads=2, num_points=256, num_groups=16, group_size=16, point_feature_layers=(0, 1))
@@ -227,7 +227,8 @@ def bundled(tmp_path, monkeypatch):
     enc = tiny_encoder(7)
     save_pretrained(enc, root / "tiny-test")
     folder = root / "tiny-test"
-    pins = {n: sha(folder / n) for n in ("config.json", "model.safetensors")}
+    pins = client.pin_files(folder)
+    assert pins == {n: sha(folder / n) for n in ("config.json", "model.safetensors")}
     entry = ZooEntry(name="test-hub-bundled", config=TINY, bundled="tiny-test", sha256=pins, card="mv-m3ae-tiny.md")
     monkeypatch.setattr(registry, "BUNDLED_WEIGHTS_DIR", root)
     monkeypatch.setitem(registry._ZOO, entry.name, entry)

@@ -266,3 +266,24 @@ def test_create_pr_leaves_main_untouched(hub):
     assert hub.head("user/enc") == main_before
     assert_same_state(tiny_encoder(2), mv2d3d.load("user/enc", revision="refs/pr/1"))
     assert_same_state(tiny_encoder(1), mv2d3d.load("user/enc"))
+
+
+def test_corrupted_cache_blob_of_plain_repo_is_caught(hub):
+    # Not a zoo entry (no pins): the cached LFS blob is checked against its own sha256 name.
+    push_to_hub(tiny_encoder(), "user/enc")
+    folder = Path(mv2d3d.download("user/enc"))
+    blob = (folder / "model.safetensors").resolve()
+    assert blob.name == hashlib.sha256(blob.read_bytes()).hexdigest()
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with pytest.raises(WeightsIntegrityError, match="corrupted after download"):
+        mv2d3d.load("user/enc")
+
+
+def test_hub_architecture_only(hub):
+    push_to_hub(tiny_classifier(3), "user/clf")
+    model = mv2d3d.PointClassifier.from_pretrained("user/clf", pretrained=False)
+    assert model.config.num_classes == 4 and not model.training
+    gets = [p for p in hub.paths_requested("GET") if "/resolve/" in p]
+    assert gets and all(p.endswith("config.json") for p in gets)  # the weights were not fetched

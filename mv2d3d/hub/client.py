@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Tuple, Union
@@ -269,6 +270,8 @@ def fetch_model_files(
         weights = fetch_file(repo_id, WEIGHTS_NAME, commit, **kw)
         if pinned_sha256 is not None:
             check_pinned(weights, WEIGHTS_NAME, pinned_sha256, name=name)
+        else:
+            check_lfs_blob(weights, name=name)
     logger.debug("%s: %s@%s -> %s", name, repo_id, commit, config.parent)
     return FetchedFiles(config=config, weights=weights, commit=commit)
 
@@ -283,6 +286,35 @@ def check_pinned(path: Path, filename: str, pinned: Mapping[str, str], *, name: 
             path=str(path),
         )
     verify_sha256(path, expected, what=f"zoo entry {name!r}, {filename}")
+
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def check_lfs_blob(path: Path, *, name: str) -> None:
+    """Verify a cached LFS file against its own sha256.
+
+    huggingface_hub stores an LFS file as ``blobs/<sha256 of the content>`` (the Hub's
+    ``X-Linked-Etag``) and links the snapshot to it; a blob whose content no longer matches
+    its name was corrupted after download. (Without symlinks, e.g. on some Windows setups,
+    the name is not available and the check is skipped.)
+    """
+    if not path.is_symlink():
+        return
+    blob = path.resolve()
+    if not _SHA256_HEX.fullmatch(blob.name):
+        return
+    if sha256_file(blob) != blob.name:
+        raise WeightsIntegrityError(
+            f"The cached copy of {name!r} weights ({blob}) does not match its sha256 (the Hub's ETag): it was "
+            "corrupted after download. Delete it (or use a fresh cache_dir=) and download again.",
+            path=str(blob),
+        )
+
+
+def pin_files(folder: Union[str, os.PathLike]) -> dict:
+    """``{file name: sha256}`` of a model folder's files: the ``sha256`` to register for a zoo entry."""
+    return {n: sha256_file(Path(folder) / n) for n in (CONFIG_NAME, WEIGHTS_NAME)}
 
 
 def local_model_files(folder: Union[str, os.PathLike], *, with_weights: bool = True) -> FetchedFiles:
