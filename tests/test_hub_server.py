@@ -287,3 +287,18 @@ def test_hub_architecture_only(hub):
     assert model.config.num_classes == 4 and not model.training
     gets = [p for p in hub.paths_requested("GET") if "/resolve/" in p]
     assert gets and all(p.endswith("config.json") for p in gets)  # the weights were not fetched
+
+
+def test_environment_read_at_call_time(hub, tmp_path, monkeypatch):
+    # huggingface_hub froze its constants at import; variables set afterwards still apply to mv2d3d.
+    push_to_hub(tiny_encoder(5), "user/enc")
+    new_home = tmp_path / "later_home"
+    monkeypatch.setenv("HF_HOME", str(new_home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    folder = mv2d3d.download("user/enc")
+    assert Path(folder).is_relative_to(new_home / "hub")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # environment only, not huggingface_hub.constants
+    assert_same_state(tiny_encoder(5), mv2d3d.load("user/enc"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "cold_home"))
+    with pytest.raises(OfflineCacheMissError, match="HF_HUB_OFFLINE"):
+        mv2d3d.load("user/enc")

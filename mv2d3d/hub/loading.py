@@ -215,7 +215,7 @@ def build_model(
     _class_names(kwargs)
     base_model = base_model or source
     target = model_class.architecture
-    enc_fields = {f.name for f in dataclasses.fields(model_class.config_class)} if dataclasses.is_dataclass(model_class.config_class) else set()
+    target_fields = {f.name for f in dataclasses.fields(model_class.config_class)} if dataclasses.is_dataclass(model_class.config_class) else set()
     src_is_task = hasattr(config, "encoder") and isinstance(getattr(config, "encoder"), EncoderConfig)
 
     if architecture == target:
@@ -225,7 +225,7 @@ def build_model(
         ):
             kwargs["class_names"] = None  # the saved names belong to the old head
         new_cfg = _override(config, kwargs, source=source)
-        if "base_model" in enc_fields and kwargs and new_cfg.base_model == config.base_model and new_cfg != config:
+        if "base_model" in target_fields and kwargs and new_cfg.base_model == config.base_model and new_cfg != config:
             # A classifier derived from this checkpoint names it as its base.
             new_cfg = dataclasses.replace(new_cfg, base_model=base_model)
         model = model_class(new_cfg)
@@ -261,10 +261,10 @@ def build_model(
             logger.info("%s is a %s: returning its encoder; dropped task tensors: %s", source, architecture, dropped)
         return model
 
-    if "encoder" in enc_fields and (architecture == "PointEncoder" or src_is_task):
+    if "encoder" in target_fields and (architecture == "PointEncoder" or src_is_task):
         # A new task model on a pretrained encoder (or on the encoder of another task model).
         enc_cfg = config if architecture == "PointEncoder" else config.encoder
-        if "num_classes" in enc_fields and "num_classes" not in kwargs:
+        if "num_classes" in target_fields and "num_classes" not in kwargs:
             raise ConfigError(
                 f"{source} is a {architecture} without a {target} head: pass num_classes=... (or class_names=[...]) "
                 f"to {target}.from_pretrained so that a new head of the right size is built."
