@@ -21,7 +21,7 @@ from mv2d3d.errors import (
     UnknownModelError,
     WeightsIntegrityError,
 )
-from mv2d3d.hub import client, load_model, registry, save_pretrained
+from mv2d3d.hub import client, registry, save_pretrained
 from mv2d3d.hub.registry import ZooEntry
 
 TINY = EncoderConfig(embed_dim=64, depth=2, num_heads=2, num_points=256, num_groups=16, group_size=16, point_feature_layers=(0, 1))

@@ -20,8 +20,6 @@ from mv2d3d.hub.registry import ZooEntry
 from conftest import set_offline
 from test_hub_local import TINY, assert_same_state, cloud, tiny_classifier, tiny_encoder
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 # huggingface_hub's own LFS upload (PUT with a file object) triggers this httpx2 deprecation.
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
 

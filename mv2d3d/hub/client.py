@@ -25,7 +25,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Tuple, Union
+from typing import Mapping, Optional, Union
 
 from .. import __version__
 from ..errors import ConfigError, HubError, Mv2d3dError, OfflineCacheMissError, UnknownModelError, WeightsIntegrityError
@@ -91,7 +91,7 @@ def verify_sha256(path: Union[str, os.PathLike], expected: str, *, what: str) ->
         raise WeightsIntegrityError(
             f"{what}: sha256 of {path} is {got}, but the zoo pins {expected}. The file is corrupt, was "
             "tampered with, or is not the published one. Delete it (for a Hub download: the cached copy, "
-            "e.g. with `hf cache delete`, or pass a fresh cache_dir=) and download again; never load it as is.",
+            "e.g. `hf cache rm model/<repo id>`, or pass a fresh cache_dir=) and download again; never load it as is.",
             path=str(path),
         )
 
@@ -330,8 +330,3 @@ def local_model_files(folder: Union[str, os.PathLike], *, with_weights: bool = T
             "checkpoints are imported with `mv2d3d convert`."
         )
     return FetchedFiles(config=config, weights=weights if with_weights else None)
-
-
-def split_repo_id(repo_id: str) -> Tuple[str, str]:
-    ns, _, name = repo_id.partition("/")
-    return ns, name
