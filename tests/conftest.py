@@ -47,6 +47,9 @@ def hf_home(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    # With telemetry on, building request headers looks up an "agent harness" registry at
+    # constants.ENDPOINT (huggingface.co): keep it off so that no test ever leaves 127.0.0.1.
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
     return home
 
 
