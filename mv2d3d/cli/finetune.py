@@ -50,6 +50,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: cuda if available)")
     p.add_argument("--resume", action="store_true", help="continue from <out>.trainer/last.pt")
     p.add_argument("--cache-dir", default=None, help="cache sampled clouds here (later runs skip re-reading meshes)")
+    p.add_argument("--recalibrate-bn", choices=("auto", "on", "off"), default="auto",
+                   help="measure BatchNorm statistics exactly on the training split before each validation "
+                   "(auto: when an epoch has < 100 steps, i.e. small data sets)")
     p.add_argument("--no-pretrained", action="store_true", help="random encoder weights (baseline)")
     p.set_defaults(func=_finetune)
 
@@ -191,6 +194,7 @@ def _finetune(args: argparse.Namespace) -> int:
         label_smoothing=args.label_smoothing, num_points=args.num_points, val_fraction=args.val_fraction,
         augment=args.augment, up_axis=args.up_axis, seed=args.seed, workers=args.workers, device=args.device,
         resume=args.resume, pretrained=not args.no_pretrained, cache_dir=args.cache_dir,
+        recalibrate_bn={"auto": None, "on": True, "off": False}[args.recalibrate_bn],
         command="mv2d3d " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["finetune"] else None,
     )
     r = finetune(cfg)
