@@ -236,11 +236,17 @@ def test_torchrun_two_gloo_processes_match_one_process(tmp_path):
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     assert a["step"] == b["step"] == 3
+    # Same losses and gradient norms at every step, up to summation order.
+    la = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    lb = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["loss"] for x in la] == pytest.approx([x["loss"] for x in lb], rel=1e-4)
+    assert [x["grad_norm"] for x in la] == pytest.approx([x["grad_norm"] for x in lb], rel=1e-4)
+    # Weights: Adam turns the float noise of gradients that are zero in exact arithmetic (a bias
+    # right before BatchNorm) into steps of up to ~lr, so a few entries may differ by O(lr);
+    # everything else agrees closely.
+    diffs = torch.cat([(v - b["model"][k]).abs().flatten() for k, v in a["model"].items() if v.is_floating_point()])
+    assert diffs.max() <= 3 * 2e-3 * 1.5
+    assert diffs.median() < 1e-5 and (diffs > 1e-4).float().mean() < 0.02
     for k, v in a["model"].items():
-        if v.is_floating_point():
-            assert torch.allclose(v, b["model"][k], atol=2e-5, rtol=1e-4), k
-        else:
+        if not v.is_floating_point():
             assert torch.equal(v, b["model"][k]), k
-    la = [json.loads(x)["loss"] for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
-    lb = [json.loads(x)["loss"] for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
-    assert la == pytest.approx(lb, rel=1e-4)
