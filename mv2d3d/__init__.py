@@ -28,6 +28,11 @@ def __getattr__(name: str):
         mod = importlib.import_module(f".{name}", __name__)
         globals()[name] = mod
         return mod
+    if name == "convert":  # checkpoint import (mv2d3d/convert.py), loaded on first use
+        from .convert import convert as _convert
+
+        globals()["convert"] = _convert  # the import bound the submodule to this name
+        return _convert
     raise AttributeError(f"module 'mv2d3d' has no attribute {name!r}")
 
 
@@ -42,4 +47,5 @@ __all__ = [
     "EncoderOutput",
     "EncoderConfig",
     "ClassifierConfig",
+    "convert",
 ]

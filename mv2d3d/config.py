@@ -68,8 +68,15 @@ class EncoderConfig:
             before anything else (see :func:`mv2d3d.models.normalize_points`).
         fps_start: ``"farthest_from_centroid"`` (default: the same cloud in any point order
             gives the same centres) or ``"first"`` (start at point 0, as the Point-MAE
-            reference code does; used by converted checkpoints to reproduce it exactly).
+            reference code does) or ``"pointnet2_ops"`` (start at point 0 and never pick
+            points within ~0.032 of the origin, exactly like the ``pointnet2_ops`` CUDA kernel
+            of Point-MAE/ACT/ReCon; set by ``mv2d3d convert`` to reproduce them exactly; with
+            it a cloud of exactly ``num_points`` points is FPS-resampled too, as the reference
+            pipeline does).
         use_cls_token: prepend a learnable class token (Point-MAE fine-tuned layout).
+        block_style: ``"pre_norm"`` (default: ``x + f(norm(x))`` per sub-layer, Point-MAE) or
+            ``"recon"`` (ReCon's patch branch: ``n + f(n)`` with ``n = norm(x)``; same
+            parameters, used by converted ReCon checkpoints).
         point_feature_layers: blocks (0-based) whose outputs ``point_features`` concatenates.
     """
 
@@ -84,13 +91,18 @@ class EncoderConfig:
     normalize: bool = True
     fps_start: str = "farthest_from_centroid"
     use_cls_token: bool = False
+    block_style: str = "pre_norm"
     point_feature_layers: Tuple[int, ...] = (3, 7, 11)
 
     def __post_init__(self) -> None:
         if self.embed_dim % self.num_heads:
             raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}.")
-        if self.fps_start not in ("farthest_from_centroid", "first"):
-            raise ConfigError(f"fps_start must be 'farthest_from_centroid' or 'first', got {self.fps_start!r}.")
+        if self.fps_start not in ("farthest_from_centroid", "first", "pointnet2_ops"):
+            raise ConfigError(
+                f"fps_start must be 'farthest_from_centroid', 'first' or 'pointnet2_ops', got {self.fps_start!r}."
+            )
+        if self.block_style not in ("pre_norm", "recon"):
+            raise ConfigError(f"block_style must be 'pre_norm' or 'recon', got {self.block_style!r}.")
         if self.group_size < 1 or self.num_groups < 1 or self.num_points < self.group_size:
             raise ConfigError("Need num_groups >= 1 and num_points >= group_size >= 1.")
         bad = [i for i in self.point_feature_layers if not 0 <= i < self.depth]

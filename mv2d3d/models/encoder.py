@@ -36,6 +36,22 @@ class EncoderOutput:
     centers: torch.Tensor
 
 
+class NormedResidualBlock(Block):
+    """ReCon's patch-token block (``EncoderConfig.block_style="recon"``): each sub-layer's
+    residual starts from its *normed* input, ``n = norm1(x); x = n + attn(n)``, then
+    ``m = norm2(x); x = m + mlp(m)``. Same parameters and state-dict keys as timm's Block.
+
+    Shapes:
+        x: [B, T, C] -> [B, T, C]
+    """
+
+    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None, is_causal: bool = False) -> torch.Tensor:
+        x = self.norm1(x)
+        x = x + self.drop_path1(self.ls1(self.attn(x, attn_mask=attn_mask, is_causal=is_causal)))
+        x = self.norm2(x)
+        return x + self.drop_path2(self.ls2(self.mlp(x)))
+
+
 class PointEncoder(PretrainedModel):
     """Masked-point-transformer encoder distilled from multi-view 2D teachers.
 
@@ -72,8 +88,9 @@ class PointEncoder(PretrainedModel):
             self.cls_token = nn.Parameter(torch.zeros(1, 1, C))
             self.cls_pos = nn.Parameter(torch.randn(1, 1, C) * 0.02)
         dpr = torch.linspace(0, config.drop_path_rate, config.depth).tolist()
+        block_cls = NormedResidualBlock if config.block_style == "recon" else Block
         self.blocks = nn.ModuleList(
-            Block(C, config.num_heads, mlp_ratio=config.mlp_ratio, qkv_bias=False, drop_path=dpr[i], norm_layer=nn.LayerNorm)
+            block_cls(C, config.num_heads, mlp_ratio=config.mlp_ratio, qkv_bias=False, drop_path=dpr[i], norm_layer=nn.LayerNorm)
             for i in range(config.depth)
         )
         self.norm = nn.LayerNorm(C)
@@ -110,7 +127,10 @@ class PointEncoder(PretrainedModel):
         Shapes:
             points: [B, N, 3] -> [B, min(N, num_points), 3]
         """
-        if points.shape[1] <= self.config.num_points:
+        n = points.shape[1]
+        # pointnet2_ops mode resamples an exactly-num_points cloud too: the reference pipeline
+        # does (misc.fps(points, npoints)), and its kernel swaps near-origin points for repeats.
+        if n < self.config.num_points or (n == self.config.num_points and self.config.fps_start != "pointnet2_ops"):
             return points
         idx = farthest_point_sample(points, self.config.num_points, start=self.config.fps_start)
         return gather_points(points, idx)

@@ -17,18 +17,23 @@ logger = logging.getLogger(__name__)
 # FPS, exact, ~100x faster than the loop below at 1M points) when it is installed.
 _FPSAMPLE_MIN_POINTS = 16384
 
+# pointnet2_ops' furthest_point_sampling_kernel skips points with |p|^2 <= 1e-3.
+_POINTNET2_OPS_MIN_SQ_NORM = 1e-3
+
 
 def fps_start_index(points: torch.Tensor, mode: str = "farthest_from_centroid") -> torch.Tensor:
     """Index of the first FPS sample for each cloud.
 
     ``"farthest_from_centroid"`` picks the point farthest from the cloud's centroid, which
     depends on the geometry only, so a permuted cloud starts at the same point. ``"first"``
-    picks index 0 (the Point-MAE reference code).
+    picks index 0 (the Point-MAE reference code). ``"pointnet2_ops"`` also starts at index 0;
+    :func:`farthest_point_sample` then additionally never picks points near the origin
+    (see there).
 
     Shapes:
         points: [B, N, 3] -> [B] (int64)
     """
-    if mode == "first":
+    if mode in ("first", "pointnet2_ops"):
         return torch.zeros(points.shape[0], dtype=torch.long, device=points.device)
     if mode != "farthest_from_centroid":
         raise ValueError(f"unknown FPS start mode {mode!r}")
@@ -37,11 +42,17 @@ def fps_start_index(points: torch.Tensor, mode: str = "farthest_from_centroid") 
     return d.argmax(dim=1)
 
 
-def _fps_torch(points: torch.Tensor, num_samples: int, start: torch.Tensor) -> torch.Tensor:
+def _fps_torch(
+    points: torch.Tensor, num_samples: int, start: torch.Tensor, exclude: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     B, N, _ = points.shape
     p = points.float()
     idx = torch.empty(B, num_samples, dtype=torch.long, device=points.device)
     dist = torch.full((B, N), float("inf"), device=points.device)
+    if exclude is not None:
+        # -1 stays below every real distance through the running minimum: never picked
+        # (unless nothing else is left, where argmax returns index 0, like the kernel).
+        dist.masked_fill_(exclude, -1.0)
     batch = torch.arange(B, device=points.device)
     cur = start
     for i in range(num_samples):
@@ -88,6 +99,10 @@ def farthest_point_sample(
         points: coordinates, any float dtype, any device.
         num_samples: M, at most N.
         start: how the first sample is chosen (see :func:`fps_start_index`).
+            ``"pointnet2_ops"`` reproduces the CUDA kernel of the ``pointnet2_ops`` package
+            that Point-MAE, ACT and ReCon use: start at index 0, and points with
+            ``x*x + y*y + z*z <= 1e-3`` (within ~0.032 of the origin) are never picked after
+            the start. Always runs the torch backend.
         backend: ``"torch"`` (batched loop over samples, runs anywhere), ``"fpsample"``
             (the compiled bucket-FPS package, CPU) or ``"auto"`` (fpsample for large clouds
             on CPU when installed, torch otherwise).
@@ -103,6 +118,9 @@ def farthest_point_sample(
     if not 1 <= num_samples <= N:
         raise ValueError(f"num_samples must be in [1, {N}], got {num_samples}")
     start_idx = fps_start_index(points, start)
+    if start == "pointnet2_ops":
+        near_origin = points.float().square().sum(-1) <= _POINTNET2_OPS_MIN_SQ_NORM
+        return _fps_torch(points, num_samples, start_idx, exclude=near_origin)
     use_fpsample = backend == "fpsample" or (
         backend == "auto" and points.device.type == "cpu" and N >= _FPSAMPLE_MIN_POINTS and _fpsample_available()
     )
