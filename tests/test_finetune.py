@@ -176,7 +176,7 @@ def test_bad_inputs_give_typed_errors(setup, tmp_path, capsys):
 def test_torchrun_two_processes(setup, tmp_path):
     root, enc, data = setup
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0", "-m", "mv2d3d",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "mv2d3d",
            "finetune", str(data), "--model", str(enc), "--out", str(out), "--device", "cpu", *ARGS]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
