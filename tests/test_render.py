@@ -98,8 +98,25 @@ def test_gap_filling_makes_sparse_silhouettes_solid():
     disc = torch.rand(1500, 2, generator=g) * 2 - 1
     disc = disc[disc.norm(dim=1) < 1]
     pts = torch.cat([disc, torch.zeros(len(disc), 1)], 1)[None]
-    raw = render_depth(pts, [(0.0, 0.0)], 64, fill_iters=0)[0, 0]
-    filled = render_depth(pts, [(0.0, 0.0)], 64, fill_iters=3)[0, 0]
+    raw = render_depth(pts, [(0.0, 0.0)], 64, fill_iters=0, point_size=1)[0, 0]
+    filled = render_depth(pts, [(0.0, 0.0)], 64, fill_iters=3, point_size=1)[0, 0]
+    splat = render_depth(pts, [(0.0, 0.0)], 64, fill_iters=0)[0, 0]  # automatic point size
     inner = (torch.stack(torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij"), -1) - 31.5).norm(dim=-1) < 18
     assert (raw[inner] > 0).float().mean() < 0.5  # sparse without filling
     assert (filled[inner] > 0).all()  # solid with it
+    assert (splat[inner] > 0).float().mean() > 0.95
+
+
+def test_front_surface_hides_the_back_between_its_points():
+    # a sparse near square over a dense far one: with one-pixel points the far one shows
+    # through the gaps; splatting at the automatic size hides it
+    g = torch.Generator().manual_seed(0)
+    near = torch.cat([torch.rand(400, 2, generator=g) - 0.5, torch.full((400, 1), 0.5)], 1)
+    far = torch.cat([torch.rand(4000, 2, generator=g) - 0.5, torch.full((4000, 1), -0.5)], 1)
+    pts = torch.cat([near, far])[None]
+    one = render_depth(pts, [(0.0, 0.0)], 64, fill_iters=0, point_size=1)[0, 0]
+    splat = render_depth(pts, [(0.0, 0.0)], 64, fill_iters=1, point_size=5)[0, 0]
+    centre = (slice(24, 40), slice(24, 40))
+    near_value = one[centre].max()
+    assert (one[centre] < near_value - 0.1).float().mean() > 0.3  # see-through without splats
+    assert torch.allclose(splat[centre], near_value.expand(16, 16), atol=1e-4)

@@ -74,12 +74,14 @@ class RenderConfig:
         resolution: image side in pixels (the teacher's input size).
         margin: empty border, as a fraction of the object's half-size.
         fill_iters: gap-filling passes (each fills empty pixels from their 3x3 neighbours).
+        point_size: splat diameter in pixels (0: automatic from the point count and resolution).
     """
 
     views: Tuple[Tuple[float, float], ...] = ((0.0, 20.0), (60.0, 20.0), (120.0, 20.0), (180.0, 20.0), (240.0, 20.0), (300.0, 20.0))
     resolution: int = 224
     margin: float = 0.1
     fill_iters: int = 2
+    point_size: int = 0
 
     def __post_init__(self) -> None:
         views = tuple(tuple(float(a) for a in v) for v in self.views)

@@ -226,7 +226,7 @@ class ViewTeacher(nn.Module):
     def forward(self, points: torch.Tensor, *, chunk: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
         rc = self.render_cfg
         B, V = points.shape[0], len(rc.views)
-        img = render_depth(points, rc.views, rc.resolution, margin=rc.margin, fill_iters=rc.fill_iters)
+        img = render_depth(points, rc.views, rc.resolution, margin=rc.margin, fill_iters=rc.fill_iters, point_size=rc.point_size)
         x = to_teacher_input(img, self.teacher.mean, self.teacher.std)
         step = chunk or x.shape[0]
         outs = [self.teacher(x[i : i + step]) for i in range(0, x.shape[0], step)]
