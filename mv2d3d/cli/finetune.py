@@ -41,7 +41,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--warmup-epochs", type=int, default=1)
     p.add_argument("--freeze-encoder", action="store_true", help="linear probe: frozen encoder, linear head")
     p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--num-points", type=int, default=None, help="points per cloud (default: 1024)")
+    p.add_argument("--num-points", type=int, default=None, help="points sampled per file (default: the encoder's num_points)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of each class held out for validation (default: %(default)s)")
     p.add_argument("--augment", choices=("none", "scale_translate", "rotate", "full"), default="scale_translate")
     p.add_argument("--up-axis", choices=("x", "y", "z"), default="y", help="axis of --augment rotate/full (default: y)")
@@ -54,7 +54,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="measure BatchNorm statistics exactly on the training split before each validation "
                    "(auto: when an epoch has < 100 steps, i.e. small data sets)")
     p.add_argument("--no-pretrained", action="store_true", help="random encoder weights (baseline)")
-    p.set_defaults(func=_finetune)
+    p.set_defaults(func=_finetune, _parser=p)
 
     p = sub.add_parser(
         "predict",
@@ -183,6 +183,23 @@ def _splits_for_eval(data: str, dataset: Optional[str], num_points: Optional[int
     return out, skipped, names
 
 
+def _command_line(verb: str, args: argparse.Namespace) -> str:
+    """The command that reproduces this run: positionals, then every option not at its default."""
+    parser: argparse.ArgumentParser = args._parser
+    words = ["mv2d3d", verb]
+    options = []
+    for a in parser._actions:
+        if a.dest in ("help", "func", "_parser") or not hasattr(args, a.dest):
+            continue
+        value = getattr(args, a.dest)
+        if not a.option_strings:
+            words.append(str(value))
+        elif value != a.default:
+            flag = a.option_strings[-1]
+            options += [flag] if isinstance(a, argparse._StoreTrueAction) else [flag, str(value)]
+    return " ".join(shlex.quote(w) for w in words + options)
+
+
 # -- verbs -----------------------------------------------------------------------------------
 def _finetune(args: argparse.Namespace) -> int:
     from ..train.finetune import FinetuneConfig, finetune
@@ -195,7 +212,7 @@ def _finetune(args: argparse.Namespace) -> int:
         augment=args.augment, up_axis=args.up_axis, seed=args.seed, workers=args.workers, device=args.device,
         resume=args.resume, pretrained=not args.no_pretrained, cache_dir=args.cache_dir,
         recalibrate_bn={"auto": None, "on": True, "off": False}[args.recalibrate_bn],
-        command="mv2d3d " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["finetune"] else None,
+        command=_command_line("finetune", args),
     )
     r = finetune(cfg)
     import os

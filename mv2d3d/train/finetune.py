@@ -54,7 +54,7 @@ class FinetuneConfig:
             with ``warmup_epochs`` of linear warm-up, gradient norm clipped at 10).
         freeze_encoder: linear probe: the encoder stays frozen, the head is one linear layer.
         label_smoothing: of the cross-entropy.
-        num_points: points per cloud (None: the encoder's ``num_points``).
+        num_points: points sampled per file (None: the encoder's ``num_points``).
         val_fraction: share of each class held out for validation (when the data has no
             ``val/`` folder); 0 trains on everything and keeps the last epoch.
         augment: ``none``, ``scale_translate``, ``rotate`` or ``full`` (see
@@ -362,7 +362,12 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
         device = D.default_device(cfg.device, info)
         out = Path(cfg.out)
         work = trainer_dir(out)
-        num_points = cfg.num_points or 1024
+        if cfg.num_points:
+            num_points = cfg.num_points
+        else:  # the density the encoder was trained at (its architecture only, no weights)
+            from ..hub import load
+
+            num_points = load(cfg.model, pretrained=False).config.num_points
         transform = default_train_transform(cfg.augment, up_axis=cfg.up_axis)
         train, val, test, skipped = build_datasets(cfg, num_points, transform, progress=cfg.progress and info.is_main)
         names = list(train.class_names)
