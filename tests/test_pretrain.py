@@ -215,6 +215,7 @@ def test_resume_after_stop_matches_an_uninterrupted_run(tmp_path):
     enc = PointEncoder(EncoderConfig(**{**ENC, "point_feature_layers": (1,)}))
     enc.load_state_dict_strict(load_file(str(tmp_path / "cut" / "encoder" / "model.safetensors")))
     assert (tmp_path / "cut" / "encoder" / "config.json").is_file()
+    assert "test-tiny" in (tmp_path / "cut" / "encoder" / "README.md").read_text()  # recipe in the card
     # the teacher cache was filled once and reused
     assert len(list(cache.glob("*/done.json"))) == 1
     # a changed recipe refuses to resume

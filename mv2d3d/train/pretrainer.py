@@ -117,41 +117,8 @@ def _comparable(cfg: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def save_encoder(encoder: nn.Module, out_dir: Path, **card: Any) -> Path:
-    """``encoder.save_pretrained(out_dir, **card)``.
-
-    Fallback (marked): when the Hub layer's ``save_pretrained`` is not available in this
-    checkout, write ``config.json`` + ``model.safetensors`` ourselves, atomically.
-    """
-    try:
-        from ..hub import save_pretrained  # noqa: F401  (presence check)
-    except ImportError:
-        save_pretrained = None
-    if save_pretrained is not None:
-        return Path(encoder.save_pretrained(out_dir, **card))
-    # FALLBACK (until mv2d3d.hub.save_pretrained exists): same files, no model card.
-    import shutil
-    import tempfile
-
-    from safetensors.torch import save_file
-
-    from ..config import save_config
-
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".incomplete.", dir=out_dir.parent))
-    save_config(encoder.config, encoder.architecture, tmp / "config.json")
-    save_file({k: v.detach().contiguous().cpu() for k, v in encoder.state_dict().items()}, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    (tmp / "pretraining.json").write_text(json.dumps({k: v for k, v in card.items()}, indent=2, default=str) + "\n")
-    if out_dir.exists():
-        old = out_dir.with_name(out_dir.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        out_dir.replace(old)
-        tmp.replace(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.replace(out_dir)
-    logger.warning("mv2d3d.hub.save_pretrained not available: wrote %s with the fallback writer (no model card)", out_dir)
-    return out_dir
+    """``encoder.save_pretrained(out_dir, **card)``: config.json + model.safetensors + model card."""
+    return Path(encoder.save_pretrained(out_dir, **card))
 
 
 class Pretrainer:
@@ -208,7 +175,7 @@ class Pretrainer:
                 from ..pretrain.render import render_depth, save_view_grid
 
                 rc = cfg.render
-                save_view_grid(render_depth(self.points[:4], rc.views, rc.resolution, margin=rc.margin, fill_iters=rc.fill_iters), self.out / "views.png")
+                save_view_grid(render_depth(self.points[:4], rc.views, rc.resolution, margin=rc.margin, fill_iters=rc.fill_iters, point_size=rc.point_size), self.out / "views.png")
             if cfg.teacher.cache:
                 cache_dir = Path(cfg.teacher.cache_dir) if cfg.teacher.cache_dir else self.out / "teacher_cache"
                 key = cache_key(fingerprint(self.points.numpy()), cfg.teacher, cfg.render)
