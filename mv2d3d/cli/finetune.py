@@ -202,7 +202,13 @@ def _command_line(verb: str, args: argparse.Namespace) -> str:
 
 # -- verbs -----------------------------------------------------------------------------------
 def _finetune(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
     from ..train.finetune import FinetuneConfig, finetune
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        logging.getLogger("mv2d3d").setLevel(logging.ERROR)  # under torchrun, rank 0 speaks for all
 
     out = args.out or f"{Path(args.data).resolve().name}-classifier"
     cfg = FinetuneConfig(
@@ -215,8 +221,6 @@ def _finetune(args: argparse.Namespace) -> int:
         command=_command_line("finetune", args),
     )
     r = finetune(cfg)
-    import os
-
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     _print_skipped(r.skipped)
