@@ -75,8 +75,11 @@ def linear_svm_eval(
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
+    # the primal problem converges fast when samples outnumber features (the usual case)
+    dual = bool(train_features.shape[0] < train_features.shape[1])
+
     def model(C: float):
-        return make_pipeline(StandardScaler(), LinearSVC(C=C, max_iter=20000, random_state=seed))
+        return make_pipeline(StandardScaler(), LinearSVC(C=C, dual=dual, max_iter=20000, random_state=seed))
 
     counts = np.bincount(train_labels)
     folds = int(min(cv_folds, counts[counts > 0].min()))
@@ -190,8 +193,9 @@ def few_shot_eval(
             te = rng.choice(te_all, min(query, len(te_all)), replace=False)
             sx.append(train_features[tr]); sy += [j] * len(tr)
             qx.append(test_features[te]); qy += [j] * len(te)
-        clf = make_pipeline(StandardScaler(), LinearSVC(C=C, max_iter=20000, random_state=seed))
-        clf.fit(np.concatenate(sx), np.asarray(sy))
+        X = np.concatenate(sx)
+        clf = make_pipeline(StandardScaler(), LinearSVC(C=C, dual=bool(len(X) < X.shape[1]), max_iter=20000, random_state=seed))
+        clf.fit(X, np.asarray(sy))
         accs.append(float((clf.predict(np.concatenate(qx)) == np.asarray(qy)).mean()))
     return FewShotResult(n_way, k_shot, float(np.mean(accs)), float(np.std(accs)), accs)
 
