@@ -50,7 +50,7 @@ def _tiny_encoder(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def ev_env(tmp_path_factory):
     root = tmp_path_factory.mktemp("ev")
     enc = _tiny_encoder(root / "enc")
     data = root / "shapes"
@@ -58,8 +58,8 @@ def setup(tmp_path_factory):
     return root, enc, data
 
 
-def test_eval_svm_on_generated_data_beats_chance(setup, capsys):
-    root, enc, data = setup
+def test_eval_svm_on_generated_data_beats_chance(ev_env, capsys):
+    root, enc, data = ev_env
     assert main(["eval-svm", str(data), "--model", str(enc)]) == 0
     out = capsys.readouterr().out
     assert "60 train / 40 test samples, 5 classes" in out
@@ -68,8 +68,8 @@ def test_eval_svm_on_generated_data_beats_chance(setup, capsys):
     assert "chosen by cross-validation on train" in out
 
 
-def test_eval_svm_few_shot_and_flat_folder(setup, tmp_path, capsys):
-    root, enc, data = setup
+def test_eval_svm_few_shot_and_flat_folder(ev_env, tmp_path, capsys):
+    root, enc, data = ev_env
     assert main(["eval-svm", str(data), "--model", str(enc), "--few-shot", "3-way", "5-shot", "--episodes", "4", "--query", "5"]) == 0
     out = capsys.readouterr().out
     mean, std = (float(x) for x in re.search(r"3-way 5-shot, 4 episodes: accuracy ([\d.]+) \+- ([\d.]+)%", out).groups())
@@ -117,8 +117,8 @@ def test_confusion_and_accuracies():
     assert oa == pytest.approx(4 / 6) and macc == pytest.approx((0.5 + 2 / 3 + 1) / 3)  # empty class left out
 
 
-def test_eval_cli_accuracy_and_confusion_png(setup, tmp_path, capsys):
-    root, enc, data = setup
+def test_eval_cli_accuracy_and_confusion_png(ev_env, tmp_path, capsys):
+    root, enc, data = ev_env
     out = root / "clf"
     assert main(["finetune", str(data), "--model", str(enc), "--out", str(out), "--epochs", "2", "--batch-size", "8",
                  "--lr", "3e-3", "--warmup-epochs", "0", "--num-points", "256"]) == 0

@@ -47,7 +47,7 @@ def _tiny_encoder(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def ft_env(tmp_path_factory):
     root = tmp_path_factory.mktemp("ft")
     enc = _tiny_encoder(root / "tiny-encoder")
     data = root / "shapes"
@@ -60,8 +60,8 @@ def setup(tmp_path_factory):
 ARGS = ["--epochs", "2", "--batch-size", "8", "--lr", "3e-3", "--warmup-epochs", "0", "--num-points", "256", "--val-fraction", "0.25"]
 
 
-def test_finetune_cli_learns_and_saves_a_reloadable_folder(setup, capsys):
-    root, enc, data = setup
+def test_finetune_cli_learns_and_saves_a_reloadable_folder(ft_env, capsys):
+    root, enc, data = ft_env
     out = root / "clf"
     assert main(["finetune", str(data), "--model", str(enc), "--out", str(out), *ARGS]) == 0
     text = capsys.readouterr()
@@ -96,8 +96,8 @@ def test_finetune_cli_learns_and_saves_a_reloadable_folder(setup, capsys):
     assert "broken.ply" in text.err
 
 
-def test_api_result_model_equals_reloaded_folder(setup):
-    root, enc, data = setup
+def test_api_result_model_equals_reloaded_folder(ft_env):
+    root, enc, data = ft_env
     out = root / "clf-api"
     r = finetune(FinetuneConfig(data=str(data), model=str(enc), out=str(out), epochs=1, batch_size=8, lr=3e-3,
                                 warmup_epochs=0, num_points=256, val_fraction=0.25, progress=False))
@@ -109,12 +109,12 @@ def test_api_result_model_equals_reloaded_folder(setup):
         assert torch.equal(v, again.state_dict()[k]), k
 
 
-def test_resume_continues_and_refuses_another_run(setup, monkeypatch):
+def test_resume_continues_and_refuses_another_run(ft_env, monkeypatch):
     import shutil
 
     import mv2d3d.train.finetune as ft
 
-    root, enc, data = setup
+    root, enc, data = ft_env
     out = root / "clf-resume"
     base = dict(data=str(data), model=str(enc), out=str(out), batch_size=8, lr=3e-3, warmup_epochs=0, num_points=256,
                 val_fraction=0.25, progress=False)
@@ -143,8 +143,8 @@ def test_resume_continues_and_refuses_another_run(setup, monkeypatch):
         finetune(FinetuneConfig(epochs=3, resume=True, **{**base, "seed": 1}))
 
 
-def test_linear_probe_keeps_the_encoder(setup):
-    root, enc, data = setup
+def test_linear_probe_keeps_the_encoder(ft_env):
+    root, enc, data = ft_env
     r = finetune(FinetuneConfig(data=str(data), model=str(enc), out=str(root / "probe"), epochs=1, batch_size=8, lr=1e-2,
                                 warmup_epochs=0, num_points=256, freeze_encoder=True, progress=False))
     assert r.model.config.hidden_dims == ()
@@ -154,8 +154,8 @@ def test_linear_probe_keeps_the_encoder(setup):
     assert [n for n, _ in r.model.head.named_parameters()] == ["0.weight", "0.bias"]
 
 
-def test_bad_inputs_give_typed_errors(setup, tmp_path, capsys):
-    root, enc, data = setup
+def test_bad_inputs_give_typed_errors(ft_env, tmp_path, capsys):
+    root, enc, data = ft_env
     kw = dict(model=str(enc), out=str(tmp_path / "o"), epochs=1, num_points=256, progress=False)
     with pytest.raises(DatasetError, match="does not exist"):
         finetune(FinetuneConfig(data=str(tmp_path / "missing"), **kw))
@@ -175,8 +175,8 @@ def test_bad_inputs_give_typed_errors(setup, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes(setup, tmp_path):
-    root, enc, data = setup
+def test_torchrun_two_processes(ft_env, tmp_path):
+    root, enc, data = ft_env
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "mv2d3d",
            "finetune", str(data), "--model", str(enc), "--out", str(out), "--device", "cpu", *ARGS]
