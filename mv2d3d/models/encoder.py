@@ -12,7 +12,6 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-from timm.models.vision_transformer import Block
 
 from ..config import EncoderConfig
 from ..ops import farthest_point_sample, gather_points, interpolate_features
@@ -36,20 +35,45 @@ class EncoderOutput:
     centers: torch.Tensor
 
 
-class NormedResidualBlock(Block):
-    """ReCon's patch-token block (``EncoderConfig.block_style="recon"``): each sub-layer's
-    residual starts from its *normed* input, ``n = norm1(x); x = n + attn(n)``, then
-    ``m = norm2(x); x = m + mlp(m)``. Same parameters and state-dict keys as timm's Block.
+def _block_classes() -> Tuple[type, type]:
+    """timm's ViT ``Block`` and :class:`NormedResidualBlock`, imported on first use.
 
-    Shapes:
-        x: [B, T, C] -> [B, T, C]
+    timm is imported here, not at module level: ``import timm`` pulls in torchvision and
+    torch._dynamo (~3 s), and ``import mv2d3d`` must stay fast. Building a model pays it once.
     """
+    global _BLOCKS
+    if _BLOCKS is None:
+        from timm.models.vision_transformer import Block
 
-    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None, is_causal: bool = False) -> torch.Tensor:
-        x = self.norm1(x)
-        x = x + self.drop_path1(self.ls1(self.attn(x, attn_mask=attn_mask, is_causal=is_causal)))
-        x = self.norm2(x)
-        return x + self.drop_path2(self.ls2(self.mlp(x)))
+        class NormedResidualBlock(Block):
+            """ReCon's patch-token block (``EncoderConfig.block_style="recon"``): each sub-layer's
+            residual starts from its *normed* input, ``n = norm1(x); x = n + attn(n)``, then
+            ``m = norm2(x); x = m + mlp(m)``. Same parameters and state-dict keys as timm's Block.
+
+            Shapes:
+                x: [B, T, C] -> [B, T, C]
+            """
+
+            def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None, is_causal: bool = False) -> torch.Tensor:
+                x = self.norm1(x)
+                x = x + self.drop_path1(self.ls1(self.attn(x, attn_mask=attn_mask, is_causal=is_causal)))
+                x = self.norm2(x)
+                return x + self.drop_path2(self.ls2(self.mlp(x)))
+
+        NormedResidualBlock.__module__ = __name__
+        NormedResidualBlock.__qualname__ = "NormedResidualBlock"
+        _BLOCKS = (Block, NormedResidualBlock)
+    return _BLOCKS
+
+
+_BLOCKS: Optional[Tuple[type, type]] = None
+
+
+def __getattr__(name: str) -> Any:
+    # `from mv2d3d.models.encoder import NormedResidualBlock` (or Block) still works, lazily.
+    if name in ("Block", "NormedResidualBlock"):
+        return _block_classes()[name == "NormedResidualBlock"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class PointEncoder(PretrainedModel):
@@ -88,6 +112,7 @@ class PointEncoder(PretrainedModel):
             self.cls_token = nn.Parameter(torch.zeros(1, 1, C))
             self.cls_pos = nn.Parameter(torch.randn(1, 1, C) * 0.02)
         dpr = torch.linspace(0, config.drop_path_rate, config.depth).tolist()
+        Block, NormedResidualBlock = _block_classes()
         block_cls = NormedResidualBlock if config.block_style == "recon" else Block
         self.blocks = nn.ModuleList(
             block_cls(C, config.num_heads, mlp_ratio=config.mlp_ratio, qkv_bias=False, drop_path=dpr[i], norm_layer=nn.LayerNorm)
