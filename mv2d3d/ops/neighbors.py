@@ -19,6 +19,12 @@ from .sampling import gather_points
 _MAX_DIST_ENTRIES = 1 << 26
 
 
+def knn_chunk_size(batch: int, num_reference: int, max_entries: int = _MAX_DIST_ENTRIES) -> int:
+    """Queries per chunk so that one [batch, chunk, num_reference] distance block holds at
+    most ``max_entries`` values (at least one query per chunk)."""
+    return max(1, max_entries // max(1, batch * num_reference))
+
+
 def _squared_dist(q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     # |q|^2 + |r|^2 - 2 q.r as one batched matmul; clamp the tiny negatives it can produce.
     d = torch.baddbmm((q * q).sum(-1, keepdim=True), q, r.transpose(1, 2), alpha=-2.0)
@@ -48,7 +54,7 @@ def knn(
     q = query.float()
     r = reference.float()
     if chunk_size is None:
-        chunk_size = max(1, _MAX_DIST_ENTRIES // max(1, B * N))
+        chunk_size = knn_chunk_size(B, N)
     dists, idxs = [], []
     for s in range(0, M, chunk_size):
         d = _squared_dist(q[:, s : s + chunk_size], r)

@@ -13,9 +13,12 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-# Above this many points, a CPU batch is handed to the `fpsample` package (bucket/KD-tree
-# FPS, exact, ~100x faster than the loop below at 1M points) when it is installed.
-_FPSAMPLE_MIN_POINTS = 16384
+# On CPU, FPS runs in the compiled `fpsample` package when it is installed: its plain
+# O(N*M) loop (`fps_sampling`, the same picks as the torch loop below) up to this many
+# distance updates per cloud, its bucket/KD-tree FPS (QuickFPS, `bucket_fps_kdline_sampling`)
+# above. The torch loop costs ~6 tensor ops per sample: slow for large M on CPU, where a
+# 1M -> 8192 resample takes about a minute, against ~0.3 s for the bucket FPS.
+_EXACT_MAX_WORK = 1 << 27
 
 # pointnet2_ops' furthest_point_sampling_kernel skips points with |p|^2 <= 1e-3.
 _POINTNET2_OPS_MIN_SQ_NORM = 1e-3
@@ -71,16 +74,21 @@ def _fpsample_available() -> bool:
     return True
 
 
-def _fps_fpsample(points: torch.Tensor, num_samples: int, start: torch.Tensor) -> torch.Tensor:
+def _fps_fpsample(points: torch.Tensor, num_samples: int, start: torch.Tensor, bucket: bool) -> torch.Tensor:
     import fpsample
     import numpy as np
 
     out = []
-    arr = points.detach().float().cpu().numpy()
+    arr = np.ascontiguousarray(points.detach().float().cpu().numpy())
+    N = arr.shape[1]
     for b in range(arr.shape[0]):
-        # h=7 is fpsample's recommended KD-tree height for ~1M points; it is exact FPS.
-        h = 7 if arr.shape[1] > 100_000 else 5
-        sel = fpsample.bucket_fps_kdline_sampling(arr[b], num_samples, h=h, start_idx=int(start[b]))
+        if bucket:
+            # KD-tree height (bucket size 2**h <= N): about log2(N)/2 - 1. Measured at
+            # 1M -> 8192 here: h=5 4.3 s, 7 2.2 s, 9 1.0 s, 11 1.7 s (loaded machine).
+            h = max(1, min(N.bit_length() // 2 - 1, 11))
+            sel = fpsample.bucket_fps_kdline_sampling(arr[b], num_samples, h=h, start_idx=int(start[b]))
+        else:
+            sel = fpsample.fps_sampling(arr[b], num_samples, start_idx=int(start[b]))
         out.append(torch.from_numpy(np.asarray(sel, dtype=np.int64)))
     return torch.stack(out).to(points.device)
 
@@ -103,14 +111,20 @@ def farthest_point_sample(
             that Point-MAE, ACT and ReCon use: start at index 0, and points with
             ``x*x + y*y + z*z <= 1e-3`` (within ~0.032 of the origin) are never picked after
             the start. Always runs the torch backend.
-        backend: ``"torch"`` (batched loop over samples, runs anywhere), ``"fpsample"``
-            (the compiled bucket-FPS package, CPU) or ``"auto"`` (fpsample for large clouds
-            on CPU when installed, torch otherwise).
+        backend: ``"torch"`` (batched loop over samples, any device), ``"fpsample"``
+            (the compiled ``fpsample`` package's exact loop, CPU: the same picks as
+            ``"torch"``), ``"bucket"`` (``fpsample``'s bucket/KD-tree FPS, CPU: a valid
+            farthest point sampling from the same start, of the same coverage, but its picks
+            after the first few can differ from the exact loop's) or ``"auto"`` (on CPU with
+            ``fpsample`` installed: ``"fpsample"`` while N * M <= 2**27, ``"bucket"`` above;
+            ``"torch"`` otherwise).
 
     Shapes:
         points: [B, N, 3] -> indices [B, M] (int64, on ``points.device``)
 
-    Memory is O(B * N): no pairwise distance matrix is formed.
+    Memory is O(B * N) for every backend: no pairwise distance matrix is formed.
+    Every backend's result is a function of the geometry alone (the start is), so a
+    permuted cloud gives the same sampled points, barring exact distance ties.
     """
     if points.dim() != 3 or points.shape[-1] != 3:
         raise ValueError(f"points must be [B, N, 3], got {tuple(points.shape)}")
@@ -121,14 +135,18 @@ def farthest_point_sample(
     if start == "pointnet2_ops":
         near_origin = points.float().square().sum(-1) <= _POINTNET2_OPS_MIN_SQ_NORM
         return _fps_torch(points, num_samples, start_idx, exclude=near_origin)
-    use_fpsample = backend == "fpsample" or (
-        backend == "auto" and points.device.type == "cpu" and N >= _FPSAMPLE_MIN_POINTS and _fpsample_available()
-    )
-    if use_fpsample:
-        return _fps_fpsample(points, num_samples, start_idx)
-    if backend not in ("auto", "torch"):
-        raise ValueError(f"unknown FPS backend {backend!r}")
-    return _fps_torch(points, num_samples, start_idx)
+    if backend not in ("auto", "torch", "fpsample", "bucket"):
+        raise ValueError(f"unknown FPS backend {backend!r}; use 'auto', 'torch', 'fpsample' or 'bucket'")
+    if backend == "auto":
+        if points.device.type == "cpu" and _fpsample_available():
+            backend = "fpsample" if N * num_samples <= _EXACT_MAX_WORK else "bucket"
+        else:
+            backend = "torch"
+    if backend == "torch":
+        return _fps_torch(points, num_samples, start_idx)
+    if not _fpsample_available():
+        raise ImportError(f"FPS backend {backend!r} needs the fpsample package: pip install fpsample")
+    return _fps_fpsample(points, num_samples, start_idx, bucket=backend == "bucket")
 
 
 def gather_points(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
