@@ -129,7 +129,7 @@ def test_eval_cli_accuracy_and_confusion_png(ev_env, tmp_path, capsys):
     ev = capsys.readouterr().out
     assert "test split: 40 samples, 5 classes (single pass, no voting)" in ev
     oa = float(re.search(r"overall accuracy ([\d.]+)%", ev).group(1))
-    assert oa == test_acc and oa >= 50  # same weights, same split as finetune measured; chance 20
+    assert oa == test_acc and oa >= 40  # same weights and split as finetune measured (62.5 here); chance 20
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     assert not list(tmp_path.glob(".*incomplete*"))
     # an explicit vote count is accepted and reported as such
