@@ -86,7 +86,9 @@ def interpolate_features(
     chunk_size: Optional[int] = None,
 ) -> torch.Tensor:
     """Inverse-distance-weighted interpolation of ``features`` from reference points onto
-    query points (PointNet++ feature propagation), using the ``k`` nearest references.
+    query points (PointNet++ feature propagation), using the ``k`` nearest references:
+    weights ``1 / (d^2 + eps)``, normalised; a query that coincides with a reference point
+    gets that point's features exactly.
 
     Shapes:
         query: [B, M, 3], reference: [B, N, 3], features: [B, N, C] -> [B, M, C]
@@ -97,9 +99,15 @@ def interpolate_features(
         # distance block and the gathered [chunk, k, C] features both stay bounded
         chunk_size = max(1, _MAX_DIST_ENTRIES // max(1, B * max(reference.shape[1], k * features.shape[-1])))
     out = []
+    ref = reference.float()
     for s in range(0, M, chunk_size):
-        d, idx = knn(query[:, s : s + chunk_size], reference, k)
+        q = query[:, s : s + chunk_size].float()
+        _, idx = knn(q, ref, k)
+        # Exact squared distances of the k picks (the expanded |q|^2 + |r|^2 - 2qr form of
+        # knn is off by ~1e-7), and a query on a reference point takes its features exactly.
+        d = (gather_points(ref, idx) - q.unsqueeze(2)).square().sum(-1)
         w = 1.0 / (d + eps)
+        w = torch.where(d[..., :1] == 0, (torch.arange(k, device=d.device) == 0).to(w.dtype), w)
         w = (w / w.sum(-1, keepdim=True)).to(features.dtype)
         out.append((gather_points(features, idx) * w.unsqueeze(-1)).sum(2))
     return out[0] if len(out) == 1 else torch.cat(out, 1)
