@@ -15,7 +15,6 @@ from mv2d3d.cli import main
 from mv2d3d.config import ClassifierConfig
 from mv2d3d.data import make_dataset
 from mv2d3d.data.procedural import write_folder
-from mv2d3d.errors import ConfigError, DatasetError
 from mv2d3d.train.evaluate import (
     accuracies,
     confusion_matrix,

@@ -18,7 +18,6 @@ Shapes:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
