@@ -30,7 +30,9 @@ def as_point_batch(points: Any, *, min_points: int = 1, name: str = "points") ->
             than ``min_points`` points, or NaN/Inf values.
     """
     if isinstance(points, np.ndarray):
-        if points.dtype.kind not in "fiu":
+        # integer coordinates are rejected like integer tensors: quantised input is almost
+        # always a mistake (voxel indices, a wrong column), and the fix is one cast away
+        if points.dtype.kind != "f":
             raise InvalidPointCloudError(
                 f"{name} has numpy dtype {points.dtype}; expected floating point coordinates. "
                 "Convert with np.asarray(points, dtype=np.float32)."
