@@ -251,3 +251,28 @@ def test_torchrun_two_gloo_processes_match_one_process(tmp_path):
     for k, v in a["model"].items():
         if not v.is_floating_point():
             assert torch.equal(v, b["model"][k]), k
+
+
+@pytest.mark.parametrize("kind", ["smooth_l1", "cosine"])
+def test_view_by_view_checkpointed_2d_loss_equals_the_plain_one(kind):
+    cfg = recipe_from_dict(tiny_recipe(loss={"w3d": 0.0, "w2d": 1.0, "w_global": 0.0, "loss2d": kind}))
+    torch.manual_seed(0)
+    model = PretrainModel(cfg, (2, 2), 24, 3)
+    plain = recipe_from_dict(tiny_recipe(loss={"w3d": 0.0, "w2d": 1.0, "w_global": 0.0, "loss2d": kind}, heads={"checkpoint_2d": False}))
+    model_plain = PretrainModel(plain, (2, 2), 24, 3)
+    model_plain.load_state_dict(model.state_dict())
+    pts, noise, maps = torch.rand(3, 256, 3), torch.rand(3, 16), torch.randn(3, 3, 4, 24).half()
+    model.eval(), model_plain.eval()  # BatchNorm in eval: both see identical features
+    l1, _ = model(pts, noise, maps, None)
+    l2, _ = model_plain(pts, noise, maps, None)
+    # and the head's own forward gives the same loss
+    s = model.student(pts, noise)
+    from mv2d3d.ops import gather_points
+
+    ref = feature_loss(model.head2d(s.tokens, gather_points(s.centers, s.visible))[0], maps.float(), kind)
+    assert l1.item() == pytest.approx(l2.item(), rel=1e-5) and l1.item() == pytest.approx(ref.item(), rel=1e-5)
+    l1.backward()
+    l2.backward()
+    for (n, p), q in zip(model.named_parameters(), model_plain.parameters()):
+        if p.grad is not None or q.grad is not None:
+            assert torch.allclose(p.grad, q.grad, atol=1e-6, rtol=1e-4), n

@@ -141,7 +141,11 @@ class MaskConfig:
 
 @dataclass(frozen=True)
 class HeadsConfig:
-    """Widths of the two reconstruction heads (only the heads with a non-zero loss weight are built)."""
+    """Widths of the two reconstruction heads (only the heads with a non-zero loss weight are built).
+
+    ``checkpoint_2d``: compute the 3D-to-2D loss view by view with activation checkpointing
+    (much lower peak memory for large teacher maps, a little more compute).
+    """
 
     decoder_dim: int = 384
     decoder_depth: int = 4
@@ -150,6 +154,7 @@ class HeadsConfig:
     head2d_depth: int = 2
     head2d_heads: int = 3
     head2d_mlp_ratio: float = 2.0
+    checkpoint_2d: bool = True
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ Shapes:
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -132,7 +132,7 @@ class Head2D(nn.Module):
         pos = (self.row_embed + self.col_embed).reshape(1, -1, self.row_embed.shape[-1])  # [1, P, D]
         return (self.view_embed + pos).reshape(1, -1, pos.shape[-1])
 
-    def forward(self, tokens: torch.Tensor, centers_vis: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, centers_vis: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         B = tokens.shape[0]
         mem = self.mem_proj(tokens) + self.mem_pos(centers_vis.to(tokens.dtype))
         x = self.queries().to(mem.dtype)
@@ -141,6 +141,8 @@ class Head2D(nn.Module):
         if x.shape[0] != B:  # depth 0
             x = x.expand(B, -1, -1)
         maps = self.out(self.norm(x)).view(B, self.num_views, -1, self.teacher_dim)
+        if self.global_out is None:  # built without the global term
+            return maps, None
         pooled_in = torch.cat([tokens.amax(dim=1), tokens.mean(dim=1)], dim=-1)
         pooled = self.global_out(pooled_in).view(B, self.num_views, self.teacher_dim)
         return maps, pooled

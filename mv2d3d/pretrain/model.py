@@ -16,6 +16,7 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..models.encoder import PointEncoder
 from ..ops import gather_points
@@ -78,12 +79,7 @@ class PretrainModel(nn.Module):
                 raise ValueError("this model has a 2D head: pass teacher_maps and teacher_pooled")
             hd = self.head2d
             if cfg.w2d > 0:
-                mem = hd.mem_proj(s.tokens) + hd.mem_pos(c_vis.to(s.tokens.dtype))
-                x = hd.queries().to(mem.dtype)
-                for blk in hd.blocks:
-                    x = blk(x, mem)
-                maps = hd.out(hd.norm(x)).view(points.shape[0], hd.num_views, -1, hd.teacher_dim)
-                parts["loss2d"] = feature_loss(maps, teacher_maps, cfg.loss2d)
+                parts["loss2d"] = self._loss2d(s.tokens, c_vis, teacher_maps)
                 loss = loss + cfg.w2d * parts["loss2d"]
             if cfg.w_global > 0:
                 pooled_in = torch.cat([s.tokens.amax(dim=1), s.tokens.mean(dim=1)], dim=-1)
@@ -91,6 +87,42 @@ class PretrainModel(nn.Module):
                 parts["global"] = feature_loss(pooled, teacher_pooled, cfg.loss2d)
                 loss = loss + cfg.w_global * parts["global"]
         return loss, parts
+
+
+    def _loss2d(self, tokens: torch.Tensor, centers_vis: torch.Tensor, teacher_maps: torch.Tensor) -> torch.Tensor:
+        """3D-to-2D loss, one view at a time under activation checkpointing.
+
+        The predictions and targets of all views are large (B x V x P x Ct: 116 MB of fp32 for
+        the base recipe's 6 x 196 x 768 at batch 32) and the head's activations more so; a
+        view's predictions are recomputed in backward instead of stored, so peak memory grows
+        with one view, not V. Same value and gradients as the unchunked loss.
+
+        Shapes:
+            tokens [B, Gv, C], centers_vis [B, Gv, 3], teacher_maps [B, V, P, Ct] -> scalar
+        """
+        hd, kind = self.head2d, self.cfg.loss.loss2d
+        B, V, P, Ct = teacher_maps.shape
+        mem = hd.mem_proj(tokens) + hd.mem_pos(centers_vis.to(tokens.dtype))
+        queries = hd.queries().to(mem.dtype).view(1, V, P, -1)
+
+        def one_view(q: torch.Tensor, mem: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            x = q
+            for blk in hd.blocks:
+                x = blk(x, mem)
+            if x.shape[0] != B:
+                x = x.expand(B, -1, -1)
+            pred = hd.out(hd.norm(x))
+            return feature_loss(pred, target, kind) * (pred.shape[:-1].numel() if kind == "cosine" else pred.numel())
+
+        total = tokens.new_zeros((), dtype=torch.float32)
+        use_ckpt = self.cfg.heads.checkpoint_2d and torch.is_grad_enabled()
+        for v in range(V):
+            args = (queries[:, v], mem, teacher_maps[:, v])
+            if use_ckpt:
+                total = total + checkpoint(one_view, *args, use_reentrant=False)
+            else:
+                total = total + one_view(*args)
+        return total / (B * V * P if kind == "cosine" else B * V * P * Ct)
 
 
 class _DistBatchNorm1d(nn.BatchNorm1d):

@@ -95,7 +95,7 @@ def render_depth(
     size = point_size or auto_point_size(N, H)
     if size > 1:
         size += 1 - size % 2
-        zbuf = -F.max_pool2d(-zbuf, size, stride=1, padding=size // 2)
+        zbuf = _min_pool(zbuf, size)
     for _ in range(fill_iters):
         zbuf = _fill_pass(zbuf)
     img = torch.where(torch.isinf(zbuf), torch.zeros_like(zbuf), _NEAR - (_NEAR - _FAR) * zbuf.clamp(0, 1))
@@ -111,6 +111,23 @@ def auto_point_size(num_points: int, resolution: int) -> int:
     return max(1, size + 1 - size % 2) if size > 1 else 1
 
 
+def _min_pool(z: torch.Tensor, size: int) -> torch.Tensor:
+    """Stride-1 ``size`` x ``size`` min filter of [n, 1, H, W], separable: a running minimum
+    of shifted views along each axis (CPU max_pool2d / unfold are far slower for this)."""
+    r = size // 2
+    if r == 0:
+        return z
+    H, W = z.shape[-2:]
+    p = F.pad(z, (r, r, r, r), value=float("inf"))
+    rows = p[..., :, 0:W]
+    for d in range(1, size):
+        rows = torch.minimum(rows, p[..., :, d : d + W])
+    out = rows[..., 0:H, :]
+    for d in range(1, size):
+        out = torch.minimum(out, rows[..., d : d + H, :])
+    return out
+
+
 def _fill_pass(zbuf: torch.Tensor, see_through: float = 0.1) -> torch.Tensor:
     """One gap-filling pass over [n, 1, H, W] depth buffers (inf = empty).
 
@@ -119,11 +136,16 @@ def _fill_pass(zbuf: torch.Tensor, see_through: float = 0.1) -> torch.Tensor:
     surface through which a farther surface shows: it takes the nearest neighbour's depth
     too. (Pixels beside a depth edge have at most ~3 nearer neighbours and are kept.)
     """
-    n, _, H, W = zbuf.shape
-    pooled = -F.max_pool2d(-zbuf, 3, stride=1, padding=1)  # min-pool
-    finite = torch.where(torch.isinf(zbuf), torch.full_like(zbuf, 1e4), zbuf)
-    neigh = F.unfold(F.pad(finite, (1, 1, 1, 1), value=1e4), 3).view(n, 9, H, W)
-    nearer = (neigh < finite - see_through).sum(1, keepdim=True)
+    H, W = zbuf.shape[-2:]
+    pooled = _min_pool(zbuf, 3)
+    p = F.pad(zbuf, (1, 1, 1, 1), value=float("inf"))
+    limit = zbuf - see_through
+    nearer = torch.zeros_like(zbuf, dtype=torch.uint8)
+    for dy in range(3):
+        for dx in range(3):
+            if dy == 1 and dx == 1:
+                continue
+            nearer += p[..., dy : dy + H, dx : dx + W] < limit
     return torch.where(torch.isinf(zbuf) | (nearer >= 5), pooled, zbuf)
 
 

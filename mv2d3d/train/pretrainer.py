@@ -277,7 +277,7 @@ class Pretrainer:
         pts = full.gather(1, sub.unsqueeze(-1).expand(-1, -1, 3)).to(self.device)
         maps = pooled = None
         if self.cached is not None:
-            maps = self.cached[0][idx_t].to(self.device, torch.float32)
+            maps = self.cached[0][idx_t].to(self.device)  # float16 as cached; the loss upcasts one view at a time
             pooled = self.cached[1][idx_t].to(self.device, torch.float32)
         elif self.view_teacher is not None:
             maps, pooled = self.view_teacher(full.to(self.device))
