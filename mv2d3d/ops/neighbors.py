@@ -15,8 +15,9 @@ import torch
 
 from .sampling import gather_points
 
-# Bound on B * chunk * N distance entries held at once (~256 MB of fp32).
-_MAX_DIST_ENTRIES = 1 << 26
+# Bound on B * chunk * N distance entries held at once (64 MB of fp32; 16k queries per
+# chunk against 1024 references, large enough for efficient matmuls).
+_MAX_DIST_ENTRIES = 1 << 24
 
 
 def knn_chunk_size(batch: int, num_reference: int, max_entries: int = _MAX_DIST_ENTRIES) -> int:
@@ -28,7 +29,7 @@ def knn_chunk_size(batch: int, num_reference: int, max_entries: int = _MAX_DIST_
 def _squared_dist(q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     # |q|^2 + |r|^2 - 2 q.r as one batched matmul; clamp the tiny negatives it can produce.
     d = torch.baddbmm((q * q).sum(-1, keepdim=True), q, r.transpose(1, 2), alpha=-2.0)
-    return (d + (r * r).sum(-1).unsqueeze(1)).clamp_min_(0.0)
+    return d.add_((r * r).sum(-1).unsqueeze(1)).clamp_min_(0.0)  # in place: one block alive
 
 
 def knn(
@@ -41,7 +42,7 @@ def knn(
         reference: reference coordinates.
         k: neighbours per query, at most N.
         chunk_size: queries processed at once (default: as many as keep the distance
-            block under ~256 MB).
+            block under 64 MB).
 
     Shapes:
         query: [B, M, 3], reference: [B, N, 3] -> (squared distances [B, M, K] float32,
@@ -55,15 +56,16 @@ def knn(
     r = reference.float()
     if chunk_size is None:
         chunk_size = knn_chunk_size(B, N)
-    dists, idxs = [], []
+    if M <= chunk_size:
+        return torch.topk(_squared_dist(q, r), k, dim=-1, largest=False, sorted=True)
+    # results written into preallocated outputs: no list of chunks + concatenated copy
+    dists = q.new_empty(B, M, k)
+    idxs = torch.empty(B, M, k, dtype=torch.long, device=q.device)
     for s in range(0, M, chunk_size):
         d = _squared_dist(q[:, s : s + chunk_size], r)
-        dk, ik = torch.topk(d, k, dim=-1, largest=False, sorted=True)
-        dists.append(dk)
-        idxs.append(ik)
-    if len(dists) == 1:
-        return dists[0], idxs[0]
-    return torch.cat(dists, 1), torch.cat(idxs, 1)
+        dists[:, s : s + chunk_size], idxs[:, s : s + chunk_size] = torch.topk(d, k, dim=-1, largest=False, sorted=True)
+        del d
+    return dists, idxs
 
 
 def group_points(points: torch.Tensor, centers: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -98,7 +100,7 @@ def interpolate_features(
     if chunk_size is None:
         # distance block and the gathered [chunk, k, C] features both stay bounded
         chunk_size = max(1, _MAX_DIST_ENTRIES // max(1, B * max(reference.shape[1], k * features.shape[-1])))
-    out = []
+    out = features.new_empty(B, M, features.shape[-1])
     ref = reference.float()
     for s in range(0, M, chunk_size):
         q = query[:, s : s + chunk_size].float()
@@ -109,5 +111,5 @@ def interpolate_features(
         w = 1.0 / (d + eps)
         w = torch.where(d[..., :1] == 0, (torch.arange(k, device=d.device) == 0).to(w.dtype), w)
         w = (w / w.sum(-1, keepdim=True)).to(features.dtype)
-        out.append((gather_points(features, idx) * w.unsqueeze(-1)).sum(2))
-    return out[0] if len(out) == 1 else torch.cat(out, 1)
+        out[:, s : s + chunk_size] = (gather_points(features, idx) * w.unsqueeze(-1)).sum(2)
+    return out
