@@ -107,8 +107,12 @@ def _set_rng_state(state: Dict[str, Any]) -> None:
 
 
 def _comparable(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    # parse first so fields added to the recipe format since the checkpoint take their defaults
+    from ..pretrain.config import recipe_from_dict
+
+    d = recipe_from_dict(json.loads(json.dumps(cfg)), source="checkpoint config").to_dict()
     # settings that may change between an interrupted run and its resumption
-    d = json.loads(json.dumps(cfg))
+    d.get("heads", {}).pop("checkpoint_2d", None)  # same maths, different memory/compute trade
     d.pop("run", None)
     d.pop("description", None)
     d.get("teacher", {}).pop("cache_dir", None)
