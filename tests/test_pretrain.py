@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -276,3 +277,60 @@ def test_view_by_view_checkpointed_2d_loss_equals_the_plain_one(kind):
     for (n, p), q in zip(model.named_parameters(), model_plain.parameters()):
         if p.grad is not None or q.grad is not None:
             assert torch.allclose(p.grad, q.grad, atol=1e-6, rtol=1e-4), n
+
+
+# -- data ----------------------------------------------------------------------------------------
+def test_pretraining_data_sources_and_errors(tmp_path):
+    import numpy as np
+
+    from mv2d3d.errors import DatasetError
+    from mv2d3d.pretrain.config import DataConfig
+    from mv2d3d.pretrain.data import load_pretrain_points
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "ShapeNet55"
+    (root / "shapenet_pc").mkdir(parents=True)
+    (root / "ShapeNet-55").mkdir()
+    names = [f"02691156-{i}.npy" for i in range(3)]
+    for n in names:
+        np.save(root / "shapenet_pc" / n, rng.standard_normal((300, 3)).astype(np.float32))
+    (root / "ShapeNet-55" / "train.txt").write_text("\n".join(names) + "\n")
+    pts = load_pretrain_points(DataConfig(source="shapenet55", path=str(root), stored_points=128))
+    assert pts.shape == (3, 128, 3) and pts.dtype == np.float32
+    (root / "ShapeNet-55" / "train.txt").write_text("missing.npy\n")
+    with pytest.raises(DatasetError, match="missing.npy"):
+        load_pretrain_points(DataConfig(source="shapenet55", path=str(root), stored_points=128))
+    np.savez(tmp_path / "p.npz", points=rng.standard_normal((5, 200, 3)).astype(np.float16))
+    assert load_pretrain_points(DataConfig(source="npz", path=str(tmp_path / "p.npz"), stored_points=200)).shape == (5, 200, 3)
+    np.savez(tmp_path / "q.npz", xyz=np.zeros((2, 3, 3)))
+    with pytest.raises(DatasetError, match="'points'"):
+        load_pretrain_points(DataConfig(source="npz", path=str(tmp_path / "q.npz")))
+    with pytest.raises(ConfigError, match="unknown"):
+        load_pretrain_points(DataConfig(families=("table", "spaceship"), num_per_family=1))
+    fam = load_pretrain_points(DataConfig(families=("mug", "ring"), num_per_family=2, stored_points=64))
+    assert fam.shape == (4, 64, 3)
+
+
+def test_batch_plan_shards_one_global_draw():
+    from mv2d3d.pretrain.data import BatchPlan
+
+    one = BatchPlan(40, 8, seed=1)
+    two = [BatchPlan(40, 8, seed=1, world_size=2, rank=r) for r in range(2)]
+    for step in (0, 4, 5, 11):  # 5 steps per epoch: crosses epochs
+        i1, s1, n1 = one.draw(step, 100, 50, 16)
+        parts = [p.draw(step, 100, 50, 16) for p in two]
+        assert (np.concatenate([p[0] for p in parts]) == i1).all()
+        assert torch.equal(torch.cat([p[1] for p in parts]), s1) and torch.equal(torch.cat([p[2] for p in parts]), n1)
+    # every cloud once per epoch
+    seen = np.concatenate([one.global_indices(s) for s in range(5)])
+    assert sorted(seen.tolist()) == list(range(40))
+    with pytest.raises(ConfigError, match="divisible"):
+        BatchPlan(40, 9, seed=0, world_size=2)
+
+
+def test_cli_lists_recipes():
+    r = subprocess.run([sys.executable, "-m", "mv2d3d", "pretrain", "--list-recipes"], env=_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "tiny-procedural-cpu" in r.stdout and "efficientnet-lite0-pypi" in r.stdout
+    bad = subprocess.run([sys.executable, "-m", "mv2d3d", "pretrain", "--config", "nope", "--out", "x"], env=_env(), capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "No recipe 'nope'" in bad.stderr
