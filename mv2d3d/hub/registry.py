@@ -82,9 +82,15 @@ def register(entry: ZooEntry) -> ZooEntry:
 register(ZooEntry(
     name="mv-m3ae-tiny",
     config=EncoderConfig(embed_dim=192, depth=6, num_heads=3, point_feature_layers=(1, 3, 5)),
+    # pretrained by us on a CPU and shipped in the package (tools/bundle_tiny.py writes and pins it)
+    bundled="mv-m3ae-tiny",
+    sha256={
+        "config.json": "54855a98bd7c9d1b82dd876ed0e7496f4ec6abfb3becadd0454a96dc3c8ddcbe",
+        "model.safetensors": "81ed46f3a0b0a36b272463878090e210594ca4377408bc5f02b6549f359a6cdc",
+    },
     recipe="tiny-procedural-cpu",
     card="mv-m3ae-tiny.md",
-    note="192 x 6, ~3M params; small enough to pretrain on a CPU",
+    note="192 x 6, ~3M params; pretrained on a CPU, ships inside the package",
 ))
 register(ZooEntry(
     name="mv-m3ae-base",

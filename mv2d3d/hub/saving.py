@@ -60,6 +60,16 @@ def _fsync(path: Union[str, os.PathLike]) -> None:
         os.close(fd)
 
 
+def _default_permissions(folder: Path) -> None:
+    # mkdtemp makes a 0700 folder and safetensors writes 0600 files; a saved model should get
+    # the permissions of any file the user creates (umask), or sharing the folder breaks.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for f in folder.iterdir():
+        os.chmod(f, 0o666 & ~umask)
+
+
 def _check_card_kwargs(card_kwargs: Dict[str, Any]) -> None:
     unknown = sorted(set(card_kwargs) - set(CARD_KWARGS))
     if unknown:
@@ -99,6 +109,7 @@ def save_pretrained(model: Any, save_directory: Union[str, os.PathLike], **card_
         write_weights(_state_for_saving(model), tmp / client.WEIGHTS_NAME)
         card = render_card(model, **card_kwargs)
         (tmp / client.CARD_NAME).write_text(str(card), encoding="utf-8")
+        _default_permissions(tmp)
         if not target.exists():
             os.replace(tmp, target)
         else:
