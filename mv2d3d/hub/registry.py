@@ -86,9 +86,9 @@ register(ZooEntry(
     bundled="mv-m3ae-tiny",
     sha256={
         "config.json": "54855a98bd7c9d1b82dd876ed0e7496f4ec6abfb3becadd0454a96dc3c8ddcbe",
-        "model.safetensors": "81ed46f3a0b0a36b272463878090e210594ca4377408bc5f02b6549f359a6cdc",
+        "model.safetensors": "d9e6195fe60a9409130a6ca586713c30cba071786ed8f2ccc2faa4764b0ce5d4",
     },
-    recipe="tiny-procedural-cpu",
+    recipe="mv-m3ae-tiny",
     card="mv-m3ae-tiny.md",
     note="192 x 6, ~3M params; pretrained on a CPU, ships inside the package",
 ))
