@@ -4,13 +4,12 @@ confusion-matrix PNG of a fine-tuned classifier (`eval`)."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from mv2d3d import EncoderConfig, PointClassifier, PointEncoder
+from mv2d3d import PointClassifier
 from mv2d3d.cli import main
 from mv2d3d.config import ClassifierConfig
 from mv2d3d.data import make_dataset
@@ -24,34 +23,15 @@ from mv2d3d.train.evaluate import (
     plot_confusion_matrix,
 )
 
-TINY = EncoderConfig(embed_dim=64, depth=2, num_heads=2, num_points=256, num_groups=16, group_size=16, point_feature_layers=(0, 1))
+from tiny_models import TINY, save_calibrated_tiny_encoder  # noqa: E402
+
 FAMILIES = ["ring", "chair", "bottle", "snowman", "table"]  # chance = 0.2
-
-
-def _tiny_encoder(folder: Path) -> Path:
-    """Tiny random encoder with BatchNorm statistics measured on procedural shapes (as a
-    pretrained encoder has), saved as a model folder."""
-    torch.manual_seed(0)
-    enc = PointEncoder(TINY)
-    bns = [m for m in enc.modules() if isinstance(m, torch.nn.BatchNorm1d)]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    pts, _, _ = make_dataset(4, 256, seed=5)
-    enc.train()
-    with torch.no_grad():
-        for i in range(0, len(pts), 34):
-            enc(torch.from_numpy(pts[i : i + 34]))
-    for m in bns:
-        m.momentum = 0.1
-    enc.eval().save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
 def ev_env(tmp_path_factory):
     root = tmp_path_factory.mktemp("ev")
-    enc = _tiny_encoder(root / "enc")
+    enc = save_calibrated_tiny_encoder(root / "enc")
     data = root / "shapes"
     write_folder(data, 12, 256, families=FAMILIES, test_per_family=8, seed=3)
     return root, enc, data

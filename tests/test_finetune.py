@@ -8,48 +8,26 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from mv2d3d import EncoderConfig, PointClassifier, PointEncoder
+from mv2d3d import PointClassifier, PointEncoder
 from mv2d3d.cli import main
-from mv2d3d.data import FolderDataset, make_dataset
+from mv2d3d.data import FolderDataset
 from mv2d3d.data.procedural import write_folder
 from mv2d3d.errors import ConfigError, DatasetError, UnknownModelError
 from mv2d3d.train.finetune import FinetuneConfig, finetune
 
-TINY = EncoderConfig(embed_dim=64, depth=2, num_heads=2, num_points=256, num_groups=16, group_size=16, point_feature_layers=(0, 1))
+from tiny_models import save_calibrated_tiny_encoder  # noqa: E402
+
 FAMILIES = ["ring", "chair", "bottle"]  # chance = 1/3
-
-
-def _tiny_encoder(folder: Path) -> Path:
-    """A tiny random encoder saved as a model folder. Its BatchNorm statistics are measured on
-    procedural shapes first, as a pretrained encoder's are: with the initial statistics
-    (mean 0, var 1) every cloud gives nearly the same features in eval mode."""
-    torch.manual_seed(0)
-    enc = PointEncoder(TINY)
-    bns = [m for m in enc.modules() if isinstance(m, torch.nn.BatchNorm1d)]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average: exact statistics
-    pts, _, _ = make_dataset(4, 256, seed=5)
-    enc.train()
-    with torch.no_grad():
-        for i in range(0, len(pts), 34):
-            enc(torch.from_numpy(pts[i : i + 34]))
-    for m in bns:
-        m.momentum = 0.1
-    enc.eval().save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
 def ft_env(tmp_path_factory):
     root = tmp_path_factory.mktemp("ft")
-    enc = _tiny_encoder(root / "tiny-encoder")
+    enc = save_calibrated_tiny_encoder(root / "tiny-encoder")
     data = root / "shapes"
     write_folder(data, 20, 256, families=FAMILIES, seed=1)
     (data / "ring" / "broken.ply").write_bytes(b"ply\nnonsense\x00")

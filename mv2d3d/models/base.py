@@ -8,7 +8,7 @@ this layer (and ``import mv2d3d``) never pulls in the Hub client; the logic live
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar, Dict, Iterable, Mapping, Optional, Union
+from typing import Any, ClassVar, Iterable, Mapping, Union
 
 import torch
 import torch.nn as nn

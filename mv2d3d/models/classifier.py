@@ -6,7 +6,7 @@ Shapes:
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Sequence
 
 import torch
 import torch.nn as nn
