@@ -86,7 +86,7 @@ register(ZooEntry(
     bundled="mv-m3ae-tiny",
     sha256={
         "config.json": "54855a98bd7c9d1b82dd876ed0e7496f4ec6abfb3becadd0454a96dc3c8ddcbe",
-        "model.safetensors": "d9e6195fe60a9409130a6ca586713c30cba071786ed8f2ccc2faa4764b0ce5d4",
+        "model.safetensors": "9249c716080f638f7bdec0acd922c3a0d8a2d8dcf04c8171f1d01ec356583546",
     },
     recipe="mv-m3ae-tiny",
     card="mv-m3ae-tiny.md",
